@@ -1,0 +1,1 @@
+"""ELDER Workbench engine: everything that is not a screen (no Qt here)."""
