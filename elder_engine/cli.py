@@ -1,0 +1,91 @@
+"""Headless command line: `python -m elder_engine COMMAND ...`.
+
+Each command prints progress to stderr and ends stdout with one JSON object, so scripts can
+read the last line. User errors print a one-line message (no traceback) and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Callable, Optional
+
+from .errors import ElderError
+
+COMMANDS: dict[str, Callable] = {}
+
+
+def command(name: str):
+    def register(fn):
+        COMMANDS[name] = fn
+        return fn
+    return register
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="default", help="'default' (embedded SmolLM2-135M), a HF folder or a .gguf file")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16", "auto"])
+    p.add_argument("--threads", type=int, default=int(os.environ.get("ELDER_THREADS", "1")),
+                   help="torch CPU threads (default 1, or $ELDER_THREADS): more threads than free cores slows torch down")
+    p.add_argument("--profile", default=None, help="ELDER settings profile (default: the engine's default profile)")
+
+
+def open_model(args, label: str = "model"):
+    import torch
+
+    from .loading import LoadSettings, load_model
+
+    torch.set_num_threads(args.threads)
+    settings = LoadSettings(device=args.device, dtype=args.dtype, threads=args.threads)
+    print(f"Loading {args.model} ...", file=sys.stderr)
+    return load_model(args.model, settings, progress=lambda msg: print(f"  {msg}", file=sys.stderr))
+
+
+def open_editor(args, loaded=None):
+    from .editor import ElderEditor
+    from .elder import DEFAULT_PROFILE, get_profile
+
+    loaded = loaded or open_model(args)
+    return ElderEditor(loaded, get_profile(args.profile or DEFAULT_PROFILE))
+
+
+def emit(obj: dict) -> None:
+    """The machine-readable result: always the last line of stdout."""
+    print(json.dumps(obj, default=_json_default))
+
+
+def _json_default(o):
+    if isinstance(o, float):
+        return None
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import bench_cmd, eval_cmd  # noqa: F401  (register their commands)
+
+    parser = argparse.ArgumentParser(prog="python -m elder_engine", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, fn in COMMANDS.items():
+        p = sub.add_parser(name, help=(fn.__doc__ or "").strip().splitlines()[0])
+        fn.configure(p)
+        p.set_defaults(run=fn)
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except ElderError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,225 @@
+"""`ElderEditor`: the engine's public face — edit, probe, score, save and load.
+
+No Qt here. Long operations are generators of events (see `events.py`); the app's worker and
+the CLI drive the same generators.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator, Optional
+
+import torch
+
+from .elder import ElderConfig, ElderModel, get_profile
+from .errors import EditRequestError
+from .events import AppliedEdit, CancelToken, EditCancelled, EditFinished, EditStarted, EditStep
+from .presets import draw_preset
+from .state import apply_state, check_meta, load_state, read_state_file, save_state
+from .probe import ProbeResult, run_probe
+from .tokens import Batch, encode, prompt_ids, target_ids
+from .training import LowerBlockCache, full_target_logits, guided_loss, target_cross_entropy
+
+MAX_TARGET_TOKENS = 64
+
+
+@dataclass(frozen=True)
+class EditRequest:
+    prompt: str
+    target: str
+    train_paraphrases: tuple[str, ...] = ()
+
+
+class ElderEditor:
+    def __init__(self, loaded, config: Optional[ElderConfig] = None, *, cache_lower_blocks: bool = True) -> None:
+        """`loaded` is a `loading.LoadedModel` (model + tokenizer + fingerprint)."""
+        self.loaded = loaded
+        self.tokenizer = loaded.tokenizer
+        self.tuner = ElderModel(loaded.model, config or get_profile())
+        self.model = self.tuner.model
+        self.model.eval()
+        self.cache_lower_blocks = cache_lower_blocks
+        self.edits: list[AppliedEdit] = []
+
+    # ---------------------------------------------------------------- basics
+    @property
+    def config(self) -> ElderConfig:
+        return self.tuner.config_elder
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.get_input_embeddings().weight.device
+
+    @property
+    def max_context(self) -> int:
+        cfg = self.model.config
+        return int(getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", 2048))
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        return [p for n, p in self.model.named_parameters() if self.tuner.prefix in n]
+
+    def extra_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    @contextmanager
+    def original(self) -> Iterator[None]:
+        """Experts switched off: the base model, exactly."""
+        for layer in self.tuner.elder_layers:
+            layer.enable_adapters(False)
+        try:
+            yield
+        finally:
+            for layer in self.tuner.elder_layers:
+                layer.enable_adapters(True)
+
+    def validate(self, prompt: str, target: Optional[str] = None) -> None:
+        if not prompt or not prompt.strip():
+            raise EditRequestError("The prompt is empty; type the question or sentence to edit.")
+        n = len(prompt_ids(self.tokenizer, prompt))
+        if target is not None:
+            if not target.strip():
+                raise EditRequestError("The new target is empty; type the answer the model should give.")
+            t = len(target_ids(self.tokenizer, prompt, target))
+            if t > MAX_TARGET_TOKENS:
+                raise EditRequestError(f"The target is {t} tokens long; at most {MAX_TARGET_TOKENS} are allowed.")
+            n += t
+        if n > self.max_context:
+            raise EditRequestError(
+                f"The prompt is {n} tokens long, over this model's context of {self.max_context} tokens; shorten it."
+            )
+
+    # ------------------------------------------------------------ snapshots
+    def snapshot(self) -> dict:
+        """Everything an edit changes, copied (for cancel and failures)."""
+        return {
+            "params": [p.detach().clone() for p in self.parameters()],
+            "codes": self.tuner.stored_codes.clone(),
+            "rng": self.tuner.generator.get_state(),
+            "edits": list(self.edits),
+        }
+
+    def restore(self, snap: dict) -> None:
+        with torch.no_grad():
+            for p, saved in zip(self.parameters(), snap["params"]):
+                p.copy_(saved)
+        self.tuner.stored_codes = snap["codes"].clone()
+        self.tuner.generator.set_state(snap["rng"])
+        self.edits = list(snap["edits"])
+
+    # ----------------------------------------------------------------- edit
+    def edit(self, request: EditRequest, cancel: Optional[CancelToken] = None) -> Iterator:
+        """Train one edit. Yields EditStarted, EditStep..., then EditFinished or EditCancelled.
+
+        A cancelled, closed or failed edit leaves the engine exactly as it was."""
+        self.validate(request.prompt, request.target)
+        for p in request.train_paraphrases:
+            self.validate(p, request.target)
+        cfg = self.config
+        snap = self.snapshot()
+        finished = False
+        try:
+            preset = draw_preset(self.tuner.generator, [e.preset for e in self.edits], cfg)
+            yield EditStarted(request.prompt, request.target, preset, cfg.max_steps)
+            prompts = [request.prompt, *request.train_paraphrases][: cfg.max_batch]
+            batch = encode(self.tokenizer, prompts, [request.target] * len(prompts)).to(self.device)
+            preset_t = torch.tensor(preset, dtype=torch.long)
+            cache = LowerBlockCache(self.tuner, batch) if self.cache_lower_blocks else None
+            query = cache.query if cache else self._query(batch)
+            params = self.parameters()
+            optimizer = torch.optim.Adam(params, lr=cfg.learning_rate)
+            start, curve, step, early = time.perf_counter(), [], 0, False
+            for step in range(1, cfg.max_steps + 1):
+                if cancel is not None and cancel.cancelled:
+                    self.restore(snap)
+                    finished = True
+                    yield EditCancelled(step - 1)
+                    return
+                logits = cache.target_logits() if cache else full_target_logits(self.tuner, batch, deferral=False)
+                ce = target_cross_entropy(logits, batch)
+                guide, weights = guided_loss(self.tuner, query, preset_t)
+                loss = ce + cfg.guide_lambda * guide
+                curve.append(ce.item())
+                yield EditStep(step, cfg.max_steps, loss.item(), curve[-1], guide.item(),
+                               tuple(tuple(float(x) for x in row) for row in weights))
+                if cfg.early_stop_loss is not None and curve[-1] < cfg.early_stop_loss:
+                    early = True
+                    break
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            code = self.tuner.codes_for(query[:1])
+            self.tuner.stored_codes = torch.cat([self.tuner.stored_codes, code])
+            applied = AppliedEdit(
+                prompt=request.prompt, target=request.target, train_paraphrases=tuple(request.train_paraphrases),
+                preset=preset, code=tuple(int(b) for b in code[0]), profile=cfg.profile, steps=step,
+                seconds=time.perf_counter() - start, final_loss=curve[-1], loss_curve=tuple(curve),
+            )
+            self.edits.append(applied)
+            finished = True
+            yield EditFinished(applied, early)
+        finally:
+            if not finished:  # closed by the consumer or failed: put everything back
+                self.restore(snap)
+            for p in self.parameters():
+                p.grad = None
+
+    def apply(self, request: EditRequest) -> AppliedEdit:
+        """Run an edit to the end (no progress), for scripts."""
+        for event in self.edit(request):
+            if isinstance(event, EditFinished):
+                return event.edit
+        raise RuntimeError("edit ended without finishing")
+
+    def _query(self, batch: Batch) -> torch.Tensor:
+        with torch.no_grad(), self.tuner.routing.session(batch.query_positions, deferral=False) as state:
+            self.model(**batch.model_inputs(), use_cache=False)
+            return state.query
+
+    # -------------------------------------------------------------- scoring
+    @torch.no_grad()
+    def target_logits(self, prompts: list[str], targets: list[str], *, original: bool = False) -> tuple[torch.Tensor, Batch]:
+        batch = encode(self.tokenizer, prompts, targets).to(self.device)
+        if original:
+            with self.original():
+                return full_target_logits(self.tuner, batch, deferral=False), batch
+        return full_target_logits(self.tuner, batch, deferral=True), batch
+
+    @torch.no_grad()
+    def generate(self, prompts: list[str], max_new_tokens: int, *, original: bool = False) -> list[list[int]]:
+        """Greedy continuations (token ids) of left-padded prompts, routing per sequence."""
+        batch = encode(self.tokenizer, prompts).to(self.device)
+        pad = self.tokenizer.pad_token_id
+        kwargs = dict(input_ids=batch.input_ids, attention_mask=batch.attention_mask, max_new_tokens=max_new_tokens,
+                      do_sample=False, pad_token_id=pad, num_beams=1)
+        if original:
+            with self.original():
+                out = self.model.generate(**kwargs)
+        else:
+            with self.tuner.routing.session(None, deferral=True):
+                out = self.model.generate(**kwargs)
+        S = batch.input_ids.shape[1]
+        return [row[S:].tolist() for row in out]
+
+    # ---------------------------------------------------------------- state
+    def save(self, path) -> None:
+        """Write the whole engine state (experts, routers, codes, presets, RNG, config) to one file."""
+        save_state(self, path)
+
+    def load(self, path) -> None:
+        """Replace this engine's state by a saved one (same model, same layer layout)."""
+        load_state(self, path)
+
+    @classmethod
+    def from_state(cls, loaded, path, **kwargs) -> "ElderEditor":
+        """A fresh engine on `loaded` with the saved state and its settings."""
+        tensors, meta = read_state_file(path)
+        check_meta(meta)
+        editor = cls(loaded, ElderConfig.from_dict(meta["config"]), **kwargs)
+        apply_state(editor, tensors, meta)
+        return editor
+
+    def probe(self, query: str, target: Optional[str] = None, max_new_tokens: int = 24) -> ProbeResult:
+        self.validate(query, target)
+        return run_probe(self, query, target, max_new_tokens)

@@ -1,0 +1,115 @@
+"""ELDER settings: one dataclass, defaults from the paper.
+
+`ElderConfig` is a peft `PeftConfig` so that peft's layer selection (`target_modules`,
+`layers_to_transform`) picks the modules to wrap. Everything the paper fixes is a named field
+here, never a literal in code. Named profiles live in `profiles.py`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union
+
+from peft import PeftConfig
+
+from ..errors import StateFormatError
+
+# The FFN linear ELDER wraps, by `config.model_type`. The paper wraps LLaMA's `down_proj` and
+# GPT-2's `c_fc`; for other families we take the analogue of `down_proj` (the FFN's output
+# projection), which has the same role as LLaMA's.
+FFN_MODULE_BY_MODEL_TYPE = {
+    "llama": "mlp.down_proj",
+    "mistral": "mlp.down_proj",
+    "qwen2": "mlp.down_proj",
+    "qwen3": "mlp.down_proj",
+    "gemma": "mlp.down_proj",
+    "phi3": "mlp.down_proj",
+    "olmo": "mlp.down_proj",
+    "gpt2": "mlp.c_fc",
+    "gpt_neox": "mlp.dense_4h_to_h",
+    "phi": "mlp.fc2",
+}
+
+
+@dataclass
+class ElderConfig(PeftConfig):
+    """Settings of one ELDER engine. Fields below `profile` are ELDER's own."""
+
+    profile: str = field(default="custom", metadata={"help": "Name of the profile these settings came from."})
+    # --- architecture (paper: L=6, N=4, r=8, k=2) ---
+    num_edit_layers: int = field(default=6, metadata={"help": "L: consecutive blocks that get a MoLoRA layer."})
+    first_edit_layer: Optional[int] = field(
+        default=None, metadata={"help": "First MoLoRA block; None = the block at about 2/3 of the depth."}
+    )
+    ffn_module: Optional[str] = field(
+        default=None, metadata={"help": "Dotted name of the FFN linear inside a block; None = by model_type."}
+    )
+    num_experts: int = field(default=4, metadata={"help": "N: LoRA experts per MoLoRA layer."})
+    rank: int = field(default=8, metadata={"help": "r: rank of each LoRA expert."})
+    top_k: int = field(default=2, metadata={"help": "k: experts applied per layer (and preset per edit)."})
+    lora_alpha: float = field(
+        default=32.0, metadata={"help": "LoRA scale is alpha / r. The paper leaves it open; chosen on dev data."}
+    )
+    # --- training of one edit ---
+    guide_lambda: float = field(default=1e-2, metadata={"help": "lambda: weight of the guided loss."})
+    learning_rate: float = field(default=1e-4, metadata={"help": "Adam learning rate."})
+    max_steps: int = field(default=50, metadata={"help": "Iterations per edit."})
+    early_stop_loss: Optional[float] = field(
+        default=None, metadata={"help": "Stop an edit once its target cross-entropy is below this (None: never)."}
+    )
+    max_batch: int = field(default=4, metadata={"help": "Prompt plus training paraphrases per step, at most."})
+    # --- deferral ---
+    deferral: bool = field(default=True, metadata={"help": "Defer to the base model when no edit's code is near."})
+    epsilon: int = field(default=12, metadata={"help": "Apply experts only if min Hamming distance < epsilon."})
+    seed: int = field(default=0, metadata={"help": "Seed of the engine's own generator (init, presets)."})
+    # --- peft layer selection (filled in by `resolve_targets`) ---
+    target_modules: Optional[Union[list[str], str]] = field(default=None)
+    layers_to_transform: Optional[Union[list[int], int]] = field(default=None)
+    layers_pattern: Optional[Union[list[str], str]] = field(default=None)
+    exclude_modules: Optional[Union[list[str], str]] = field(default=None)
+    target_parameters: Optional[list[str]] = field(default=None)
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.validate()
+
+    def validate(self) -> None:
+        if not 1 <= self.top_k <= self.num_experts:
+            raise ValueError(f"top_k must be between 1 and num_experts ({self.num_experts}), got {self.top_k}")
+        for name in ("num_edit_layers", "num_experts", "rank", "max_steps", "max_batch"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.learning_rate <= 0:
+            raise ValueError("learning_rate must be positive")
+
+    @property
+    def scale(self) -> float:
+        return self.lora_alpha / self.rank
+
+    @property
+    def code_bits(self) -> int:
+        return self.num_edit_layers * self.num_experts
+
+    def elder_fields(self) -> dict[str, Any]:
+        """ELDER's own settings (not peft's bookkeeping), for saving and display."""
+        own = {f.name for f in dataclasses.fields(ElderConfig)} - {f.name for f in dataclasses.fields(PeftConfig)}
+        skip = {"target_modules", "layers_to_transform", "layers_pattern", "exclude_modules", "target_parameters"}
+        return {k: getattr(self, k) for k in sorted(own - skip)}
+
+    def to_json(self) -> str:
+        return json.dumps(self.elder_fields(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ElderConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise StateFormatError(f"Unknown ELDER settings in saved state: {sorted(unknown)}")
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> "ElderConfig":
+        data = self.elder_fields()
+        data.update(changes)
+        return ElderConfig(**data)

@@ -1,0 +1,102 @@
+"""`ElderLayer`: a frozen FFN linear plus a mixture of LoRA experts behind a router.
+
+y = W0 x + b + sum over the top-k experts i of s_i(q) * (alpha / r) * B_i A_i x
+
+where s = softmax(router(q)) over the N experts (full softmax, no renormalisation over the
+top-k) and q is the sequence's shared query (see `routing.py`). Applied at every token.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from peft.tuners.tuners_utils import BaseTunerLayer
+from transformers.pytorch_utils import Conv1D
+
+from .config import ElderConfig
+from .routing import RoutingState
+
+
+def in_out_features(base: nn.Module) -> tuple[int, int]:
+    if isinstance(base, nn.Linear):
+        return base.in_features, base.out_features
+    if isinstance(base, Conv1D):  # GPT-2 stores the weight transposed: (in, out)
+        return base.weight.shape[0], base.weight.shape[1]
+    raise TypeError(f"ELDER wraps nn.Linear or Conv1D modules, not {type(base).__name__}")
+
+
+class ElderLayer(nn.Module, BaseTunerLayer):
+    adapter_layer_names = ("elder_A", "elder_B", "elder_router")
+
+    def __init__(
+        self,
+        base_layer: nn.Module,
+        adapter_name: str,
+        config: ElderConfig,
+        routing: RoutingState,
+        generator: torch.Generator,
+    ) -> None:
+        super().__init__()
+        self.base_layer = base_layer
+        self.in_features, self.out_features = in_out_features(base_layer)
+        self.routing = routing
+        self.layer_index = -1  # position among the L MoLoRA layers, set by ElderModel
+        self.top_k: dict[str, int] = {}
+        self.scale: dict[str, float] = {}
+        self.elder_A = nn.ParameterDict()
+        self.elder_B = nn.ParameterDict()
+        self.elder_router = nn.ModuleDict()
+        self.update_layer(adapter_name, config, generator)
+        self._active_adapter = adapter_name
+
+    def update_layer(self, adapter_name: str, config: ElderConfig, generator: torch.Generator) -> None:
+        n, r = config.num_experts, config.rank
+        weight = self.get_base_layer().weight
+        a = torch.empty(n, r, self.in_features)
+        for i in range(n):  # Kaiming-uniform A per expert, as LoRA does; B starts at zero
+            bound = math.sqrt(6.0 / ((1 + 5) * self.in_features))  # kaiming_uniform_(a=sqrt(5))
+            a[i].uniform_(-bound, bound, generator=generator)
+        self.elder_A[adapter_name] = nn.Parameter(a.to(weight.device))
+        self.elder_B[adapter_name] = nn.Parameter(torch.zeros(n, self.out_features, r, device=weight.device))
+        router = nn.Linear(self.in_features, n)
+        with torch.no_grad():
+            bound = 1.0 / math.sqrt(self.in_features)
+            router.weight.uniform_(-bound, bound, generator=generator)
+            router.bias.uniform_(-bound, bound, generator=generator)
+        self.elder_router[adapter_name] = router.to(weight.device)
+        self.top_k[adapter_name] = config.top_k
+        self.scale[adapter_name] = config.scale
+
+    def router_probs(self, query: torch.Tensor, adapter_name: str | None = None) -> torch.Tensor:
+        """Softmax over the experts for queries (B, d) -> (B, N), float32."""
+        router = self.elder_router[adapter_name or self.active_adapters[0]]
+        return torch.softmax(router(query.to(router.weight.device, torch.float32)), dim=-1)
+
+    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        out = self.base_layer(x, *args, **kwargs)
+        state = self.routing
+        if self.disable_adapters or state.query is None:
+            return out
+        name = self.active_adapters[0]
+        if name not in self.elder_A:
+            return out
+        fire = state.fire
+        if fire is not None and not bool(fire.any()):
+            return out  # every sequence deferred: exactly the base output
+        probs = self.router_probs(state.query, name)
+        top = probs.topk(self.top_k[name], dim=-1)
+        gates = torch.zeros_like(probs).scatter(-1, top.indices, top.values)
+        if fire is not None:
+            gates = gates * fire.to(gates.device, gates.dtype)[:, None]
+        h = torch.einsum("bsd,nrd->bsnr", x.to(torch.float32), self.elder_A[name])
+        h = h * (gates[:, None, :, None] * self.scale[name])
+        delta = torch.einsum("bsnr,nor->bso", h, self.elder_B[name])
+        return out + delta.to(out.dtype)
+
+    def merge(self, *args, **kwargs) -> None:
+        raise NotImplementedError("ELDER routes per sequence; its experts cannot be merged into the base weight")
+
+    def unmerge(self) -> None:
+        pass

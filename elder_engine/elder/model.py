@@ -1,0 +1,141 @@
+"""`ElderModel`: attaches ELDER to a causal LM with peft's tuner machinery.
+
+peft's `BaseTuner` selects the modules (`target_modules` + `layers_to_transform`) and swaps
+in `ElderLayer`s; this class adds what ELDER shares across layers: the routing state, the
+query hook one block below the first MoLoRA block, and the deferral check against the stored
+allocation codes.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+from peft.tuners.tuners_utils import BaseTuner
+
+from ..errors import UnsupportedModelError
+from .config import FFN_MODULE_BY_MODEL_TYPE, ElderConfig
+from .layer import ElderLayer
+from .routing import RoutingState, hamming_to_codes, topk_code
+
+
+def find_blocks(model: nn.Module) -> tuple[str, nn.ModuleList]:
+    """The decoder blocks: the ModuleList whose length is the model's layer count."""
+    n = getattr(model.config, "num_hidden_layers", None) or getattr(model.config, "n_layer", None)
+    for name, module in model.named_modules():
+        if isinstance(module, nn.ModuleList) and len(module) == n and n:
+            return name, module
+    raise UnsupportedModelError(
+        f"Cannot find the transformer blocks of this {model.config.model_type} model "
+        f"(no module list of {n} blocks); ELDER needs a decoder-only transformer."
+    )
+
+
+def resolve_targets(model: nn.Module, config: ElderConfig) -> ElderConfig:
+    """Fill in which module of which blocks ELDER wraps, checking that it exists."""
+    model_type = model.config.model_type
+    ffn = config.ffn_module or FFN_MODULE_BY_MODEL_TYPE.get(model_type)
+    if ffn is None:
+        raise UnsupportedModelError(
+            f"ELDER does not know the FFN module of '{model_type}' models. Known: "
+            f"{', '.join(sorted(FFN_MODULE_BY_MODEL_TYPE))}. Set `ffn_module` (e.g. 'mlp.down_proj') to try another."
+        )
+    blocks_name, blocks = find_blocks(model)
+    depth = len(blocks)
+    try:
+        blocks[0].get_submodule(ffn)
+    except AttributeError:
+        raise UnsupportedModelError(
+            f"This {model_type} model has no FFN module '{ffn}' in its blocks; ELDER has nothing to attach to."
+        ) from None
+    L = min(config.num_edit_layers, depth - 1)
+    first = config.first_edit_layer
+    if first is None:
+        first = min(round(depth * 2 / 3), depth - L)
+    first = max(1, first)  # the query is read one block below the first MoLoRA block
+    if first + L > depth:
+        raise ValueError(f"first_edit_layer {first} + {L} layers exceeds the model's {depth} blocks")
+    resolved = config.replace(num_edit_layers=L, first_edit_layer=first, ffn_module=ffn)
+    resolved.target_modules = [ffn]
+    resolved.layers_to_transform = list(range(first, first + L))
+    resolved.layers_pattern = blocks_name.rsplit(".", 1)[-1]
+    return resolved
+
+
+class ElderModel(BaseTuner):
+    prefix: str = "elder_"
+    tuner_layer_cls = ElderLayer
+    target_module_mapping = {k: [v] for k, v in FFN_MODULE_BY_MODEL_TYPE.items()}
+    uses_shared_state = True
+
+    def __init__(self, model: nn.Module, config: ElderConfig, adapter_name: str = "default") -> None:
+        config = resolve_targets(model, config)
+        # State shared by all layers; must exist before BaseTuner injects them.
+        nn.Module.__setattr__(self, "routing", RoutingState())
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.stored_codes = torch.zeros(0, config.code_bits, dtype=torch.bool)
+        self.elder_layers: list[ElderLayer] = []
+        super().__init__(model, config, adapter_name)
+        self.config_elder = config
+        self.elder_layers: list[ElderLayer] = [m for m in self.model.modules() if isinstance(m, ElderLayer)]
+        for i, layer in enumerate(self.elder_layers):
+            layer.layer_index = i
+        if len(self.elder_layers) != config.num_edit_layers:
+            raise UnsupportedModelError(
+                f"ELDER attached to {len(self.elder_layers)} modules, expected {config.num_edit_layers}"
+            )
+        blocks_name, blocks = find_blocks(self.model)
+        self.query_module = blocks[config.first_edit_layer - 1].get_submodule(config.ffn_module)
+        self._hook = self.query_module.register_forward_pre_hook(self._capture_query)
+
+    # --- peft tuner interface ---
+    def _create_and_replace(self, peft_config, adapter_name, target, target_name, parent, current_key, **kwargs):
+        if isinstance(target, ElderLayer):
+            raise ValueError("ELDER is already attached to this model")
+        new = ElderLayer(target, adapter_name, peft_config, self.routing, self.generator)
+        self._replace_module(parent, target_name, new, target)
+
+    def _mark_only_adapters_as_trainable(self, model: nn.Module) -> None:
+        for name, param in model.named_parameters():
+            param.requires_grad = self.prefix in name
+
+    # --- routing ---
+    def _capture_query(self, module: nn.Module, args: tuple) -> None:
+        state = self.routing
+        if state.hold and state.query is not None:
+            return
+        if self.elder_layers and self.elder_layers[0].disable_adapters:
+            return  # experts switched off: the base model, no routing work
+        x = args[0]
+        rows = torch.arange(x.shape[0], device=x.device)
+        pos = state.positions
+        pos = torch.full_like(rows, x.shape[1] - 1) if pos is None else pos.to(x.device)
+        state.query = x[rows, pos].detach().to(torch.float32)
+        if state.use_deferral:
+            self.decide(state)
+
+    @torch.no_grad()
+    def router_weights(self, query: torch.Tensor) -> torch.Tensor:
+        """Every layer's softmax for queries (B, d) -> (B, L, N)."""
+        return torch.stack([layer.router_probs(query) for layer in self.elder_layers], dim=1)
+
+    @torch.no_grad()
+    def codes_for(self, query: torch.Tensor) -> torch.Tensor:
+        """Allocation codes (B, L*N) bool: per layer the k-hot top-k, concatenated."""
+        return topk_code(self.router_weights(query), self.config_elder.top_k).flatten(1).cpu()
+
+    def decide(self, state: RoutingState) -> None:
+        codes = self.codes_for(state.query)
+        distance, nearest = hamming_to_codes(codes, self.stored_codes)
+        state.codes, state.distance, state.nearest = codes, distance, nearest
+        if not self.config_elder.deferral:
+            fire = torch.ones_like(distance, dtype=torch.bool)
+        elif self.stored_codes.shape[0] == 0:
+            fire = torch.zeros_like(distance, dtype=torch.bool)  # no edits yet: the base model
+        else:
+            fire = distance < self.config_elder.epsilon
+        state.fire = fire.to(state.query.device)
+
+    def remove(self) -> None:
+        self._hook.remove()

@@ -1,0 +1,75 @@
+"""Per-sequence routing state shared by the MoLoRA layers of one engine.
+
+ELDER routes per sequence: one query vector per sequence (the input of the FFN module one
+block below the first MoLoRA block, at the last real prompt token) drives all L routers, and
+the routing holds for every generated token. The official code keeps this in module globals;
+here one `RoutingState` object per engine owns it.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Iterator, Optional
+
+import torch
+
+
+@dataclass
+class RoutingState:
+    query: Optional[torch.Tensor] = None        # (B, d) float32, detached
+    positions: Optional[torch.Tensor] = None    # (B,) index of the query token in the input
+    hold: bool = False                          # keep `query` across forwards (generation, cached training)
+    fire: Optional[torch.Tensor] = None         # (B,) bool; None = always apply experts (training)
+    use_deferral: bool = True
+    # Filled by the deferral check, for probes:
+    codes: Optional[torch.Tensor] = None        # (B, L*N) bool code of the query
+    nearest: Optional[torch.Tensor] = None      # (B,) index of the nearest stored edit (-1: none)
+    distance: Optional[torch.Tensor] = None     # (B,) its Hamming distance
+
+    def reset(self) -> None:
+        self.query = self.positions = self.fire = None
+        self.codes = self.nearest = self.distance = None
+        self.hold = False
+        self.use_deferral = True
+
+    @contextmanager
+    def session(
+        self,
+        positions: Optional[torch.Tensor] = None,
+        *,
+        query: Optional[torch.Tensor] = None,
+        deferral: bool = True,
+    ) -> Iterator["RoutingState"]:
+        """Route the next forward passes as one batch of sequences.
+
+        `positions` says where each sequence's query token is (default: the last position,
+        right for left-padded prompts). The first forward computes the query; later forwards
+        (generation steps) keep it. Passing `query` skips the computation (cached training).
+        """
+        self.reset()
+        self.positions = positions
+        self.use_deferral = deferral
+        self.hold = True
+        if query is not None:
+            self.query = query
+        try:
+            yield self
+        finally:
+            self.reset()
+
+
+def hamming_to_codes(codes: torch.Tensor, stored: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Smallest Hamming distance from each code (B, bits) to the stored codes (T, bits)."""
+    if stored.numel() == 0:
+        big = torch.full((codes.shape[0],), codes.shape[1] + 1, dtype=torch.long)
+        return big, torch.full_like(big, -1)
+    diff = (codes[:, None, :] != stored[None, :, :].to(codes.device)).sum(-1)
+    distance, nearest = diff.min(dim=1)
+    return distance.cpu(), nearest.cpu()
+
+
+def topk_code(weights: torch.Tensor, k: int) -> torch.Tensor:
+    """k-hot code of the top-k entries of router weights (..., N) -> bool (..., N)."""
+    idx = weights.topk(k, dim=-1).indices
+    return torch.zeros_like(weights, dtype=torch.bool).scatter(-1, idx, True)

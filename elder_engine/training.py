@@ -1,0 +1,123 @@
+"""Training one ELDER edit: guided loss, Adam, cached lower blocks.
+
+Base weights are frozen and the MoLoRA blocks sit high in the network, so the blocks below the
+first MoLoRA block give the same output at every iteration of an edit. `LowerBlockCache` runs
+them once and replays their output; the LM head is applied at the target positions only.
+`tests/test_training.py` checks that this gives the same logits as a full forward.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+
+from .elder import ElderModel
+from .elder.model import find_blocks
+from .tokens import Batch
+
+
+class _StopForward(Exception):
+    pass
+
+
+class _ReplayBlock(nn.Module):
+    """Stands in for a lower block: returns the cached output of the last lower block."""
+
+    def __init__(self, output: Any) -> None:
+        super().__init__()
+        self.output = output
+
+    def forward(self, *args, **kwargs):
+        return self.output
+
+
+def inner_model(model: nn.Module) -> nn.Module:
+    return getattr(model, model.base_model_prefix)
+
+
+class LowerBlockCache:
+    """Runs the blocks below `first` once; afterwards forwards start from their output."""
+
+    def __init__(self, tuner: ElderModel, batch: Batch) -> None:
+        self.tuner = tuner
+        self.batch = batch
+        self.model = tuner.model
+        _, self.blocks = find_blocks(self.model)
+        self.first = tuner.config_elder.first_edit_layer
+        self.output: Any = None
+        self.query: torch.Tensor | None = None
+        self._fill()
+
+    def _fill(self) -> None:
+        def keep(module, args, output):
+            self.output = output
+
+        def stop(module, args):
+            raise _StopForward
+
+        h1 = self.blocks[self.first - 1].register_forward_hook(keep)
+        h2 = self.blocks[self.first].register_forward_pre_hook(stop)
+        try:
+            with torch.no_grad(), self.tuner.routing.session(self.batch.query_positions, deferral=False) as state:
+                try:
+                    inner_model(self.model)(**self.batch.model_inputs(), use_cache=False)
+                except _StopForward:
+                    pass
+                self.query = state.query
+        finally:
+            h1.remove()
+            h2.remove()
+
+    @contextmanager
+    def _replayed(self) -> Iterator[None]:
+        originals = [self.blocks[i] for i in range(self.first)]
+        replay = _ReplayBlock(self.output)
+        try:
+            for i in range(self.first):
+                self.blocks[i] = replay
+            yield
+        finally:
+            for i, block in enumerate(originals):
+                self.blocks[i] = block
+
+    def target_logits(self) -> torch.Tensor:
+        """Logits (B, T, V) at the target positions, experts applied, gradients to ELDER."""
+        b = self.batch
+        with self._replayed(), self.tuner.routing.session(query=self.query, deferral=False):
+            hidden = inner_model(self.model)(**b.model_inputs(), use_cache=False).last_hidden_state
+        rows = torch.arange(hidden.shape[0], device=hidden.device)[:, None]
+        return self.model.get_output_embeddings()(hidden[rows, b.target_positions]).float()
+
+
+def full_target_logits(tuner: ElderModel, batch: Batch, *, deferral: bool) -> torch.Tensor:
+    """Reference path: a whole forward, logits (B, T, V) at the target positions."""
+    with tuner.routing.session(batch.query_positions, deferral=deferral):
+        logits = tuner.model(**batch.model_inputs(), use_cache=False).logits
+    rows = torch.arange(logits.shape[0], device=logits.device)[:, None]
+    return logits[rows, batch.target_positions].float()
+
+
+def target_cross_entropy(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """Mean over the batch of each sequence's mean CE on its target tokens."""
+    mask = batch.target_mask.to(logits.device)
+    ce = nn.functional.cross_entropy(
+        logits.transpose(1, 2), batch.target_ids.to(logits.device), reduction="none"
+    )
+    per_seq = (ce * mask).sum(-1) / mask.sum(-1).clamp(min=1)
+    return per_seq.mean()
+
+
+def guided_loss(tuner: ElderModel, query: torch.Tensor, preset: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum over layers of -log s_i over the preset experts i, mean over the batch.
+
+    Returns the loss and the router weights (L, N) of the first row (the edit prompt)."""
+    total = 0.0
+    weights = []
+    for layer, chosen in zip(tuner.elder_layers, preset):
+        probs = layer.router_probs(query)
+        total = total - torch.log(probs[:, chosen.to(probs.device)] + 1e-12).sum(-1)
+        weights.append(probs[0].detach())
+    return total.mean(), torch.stack(weights)
