@@ -25,11 +25,19 @@ from .training import LowerBlockCache, full_target_logits, guided_loss, target_c
 MAX_TARGET_TOKENS = 64
 
 
+# Settings one edit may change; the layer layout (L, N, r, k) is fixed for an engine's life.
+TRAINING_SETTINGS = ("guide_lambda", "learning_rate", "max_steps", "early_stop_loss", "max_batch")
+
+
 @dataclass(frozen=True)
 class EditRequest:
     prompt: str
     target: str
     train_paraphrases: tuple[str, ...] = ()
+    # Replays (rollback, revert, redo) pass the edit's own preset and settings; a fresh edit
+    # draws its preset and uses the engine's current settings.
+    preset: Optional[tuple[tuple[int, ...], ...]] = None
+    settings: Optional[dict] = None
 
 
 class ElderEditor:
@@ -116,11 +124,14 @@ class ElderEditor:
         self.validate(request.prompt, request.target)
         for p in request.train_paraphrases:
             self.validate(p, request.target)
-        cfg = self.config
+        cfg = self.training_config(request.settings)
         snap = self.snapshot()
         finished = False
         try:
-            preset = draw_preset(self.tuner.generator, [e.preset for e in self.edits], cfg)
+            if request.preset is not None:
+                preset = tuple(tuple(int(i) for i in layer) for layer in request.preset)
+            else:
+                preset = draw_preset(self.tuner.generator, [e.preset for e in self.edits], cfg)
             yield EditStarted(request.prompt, request.target, preset, cfg.max_steps)
             prompts = [request.prompt, *request.train_paraphrases][: cfg.max_batch]
             batch = encode(self.tokenizer, prompts, [request.target] * len(prompts)).to(self.device)
@@ -155,6 +166,7 @@ class ElderEditor:
                 prompt=request.prompt, target=request.target, train_paraphrases=tuple(request.train_paraphrases),
                 preset=preset, code=tuple(int(b) for b in code[0]), profile=cfg.profile, steps=step,
                 seconds=time.perf_counter() - start, final_loss=curve[-1], loss_curve=tuple(curve),
+                settings={k: getattr(cfg, k) for k in TRAINING_SETTINGS},
             )
             self.edits.append(applied)
             finished = True
@@ -164,6 +176,14 @@ class ElderEditor:
                 self.restore(snap)
             for p in self.parameters():
                 p.grad = None
+
+    def training_config(self, settings: Optional[dict]) -> ElderConfig:
+        if not settings:
+            return self.config
+        unknown = set(settings) - set(TRAINING_SETTINGS)
+        if unknown:
+            raise EditRequestError(f"These settings cannot change per edit: {', '.join(sorted(unknown))}")
+        return self.config.replace(**settings)
 
     def apply(self, request: EditRequest) -> AppliedEdit:
         """Run an edit to the end (no progress), for scripts."""

@@ -39,13 +39,14 @@ class AppliedEdit:
     seconds: float
     final_loss: float
     loss_curve: tuple[float, ...] = ()
+    settings: dict = field(default_factory=dict)  # training settings this edit used
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "prompt": self.prompt, "target": self.target, "train_paraphrases": list(self.train_paraphrases),
             "preset": [list(p) for p in self.preset], "code": list(self.code), "profile": self.profile,
             "steps": self.steps, "seconds": self.seconds, "final_loss": self.final_loss,
-            "loss_curve": list(self.loss_curve),
+            "loss_curve": list(self.loss_curve), "settings": dict(self.settings),
         }
 
     @classmethod
@@ -55,6 +56,7 @@ class AppliedEdit:
             preset=tuple(tuple(p) for p in d["preset"]), code=tuple(d["code"]), profile=d.get("profile", ""),
             steps=int(d.get("steps", 0)), seconds=float(d.get("seconds", 0.0)),
             final_loss=float(d.get("final_loss", float("nan"))), loss_curve=tuple(d.get("loss_curve", ())),
+            settings=dict(d.get("settings", {})),
         )
 
 

@@ -40,3 +40,12 @@ def default_model(default_model_cache_dir, default_model_load_messages):
         pytest.skip(str(error))
     settings = LoadSettings(cache_dir=default_model_cache_dir, threads=1)
     return load_model("default", settings, progress=default_model_load_messages.append)
+
+
+@pytest.fixture
+def fresh_default_model(default_model, default_model_cache_dir):
+    """A private copy of the default model (from the conversion cache, ~0.5 s) for tests that
+    attach ELDER or otherwise change the model in place."""
+    from elder_engine.loading import LoadSettings, load_model
+
+    return load_model("default", LoadSettings(cache_dir=default_model_cache_dir, threads=1))
