@@ -20,11 +20,11 @@ def _paper() -> ElderConfig:
         num_experts=4,
         rank=8,
         top_k=2,
-        lora_alpha=32.0,
+        lora_alpha=1024.0,      # open in the paper; 32 / 256 / 1024 / 4096 tried, see README
         guide_lambda=1e-2,
         learning_rate=1e-4,
         max_steps=50,
-        early_stop_loss=None,
+        early_stop_loss=0.1,    # open in the paper; 0.1 and 0.3 tried, see README
         max_batch=4,
         deferral=True,
         epsilon=12,
