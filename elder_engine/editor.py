@@ -6,6 +6,7 @@ the CLI drive the same generators.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ MAX_TARGET_TOKENS = 64
 
 # Settings one edit may change; the layer layout (L, N, r, k) is fixed for an engine's life.
 TRAINING_SETTINGS = ("guide_lambda", "learning_rate", "max_steps", "early_stop_loss", "max_batch")
+# Settings that act at inference only (the deferral check); changing them retrains nothing.
+INFERENCE_SETTINGS = ("deferral", "epsilon")
 
 
 @dataclass(frozen=True)
@@ -239,6 +242,25 @@ class ElderEditor:
         editor = cls(loaded, ElderConfig.from_dict(meta["config"]), **kwargs)
         apply_state(editor, tensors, meta)
         return editor
+
+    def set_inference(self, **changes) -> None:
+        """Change the deferral switch or epsilon (INFERENCE_SETTINGS); no retraining needed."""
+        unknown = set(changes) - set(INFERENCE_SETTINGS)
+        if unknown:
+            raise EditRequestError(f"These settings are not inference settings: {', '.join(sorted(unknown))}")
+        if "epsilon" in changes and int(changes["epsilon"]) < 0:
+            raise EditRequestError("epsilon must not be negative.")
+        self.tuner.config_elder = dataclasses.replace(self.config, **changes)
+
+    @torch.no_grad()
+    def route(self, prompts: list[str], batch_size: int = 16) -> list[tuple[tuple[float, ...], ...]]:
+        """Each prompt's router softmax (L, N) under the current routers; no generation."""
+        out: list[tuple[tuple[float, ...], ...]] = []
+        for i in range(0, len(prompts), batch_size):
+            batch = encode(self.tokenizer, list(prompts[i:i + batch_size])).to(self.device)
+            weights = self.tuner.router_weights(self._query(batch))
+            out += [tuple(tuple(float(x) for x in row) for row in w) for w in weights]
+        return out
 
     def probe(self, query: str, target: Optional[str] = None, max_new_tokens: int = 24) -> ProbeResult:
         self.validate(query, target)
