@@ -6,6 +6,7 @@ the CLI drive the same generators.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 from contextlib import contextmanager
@@ -20,7 +21,8 @@ from .events import AppliedEdit, CancelToken, EditCancelled, EditFinished, EditS
 from .presets import draw_preset
 from .state import apply_state, check_meta, load_state, read_state_file, save_state
 from .probe import ProbeResult, run_probe
-from .tokens import Batch, encode, prompt_ids, target_ids
+from .elder.routing import TRAINING_EXPERT
+from .tokens import Batch, encode, key_ids, prompt_ids, target_ids
 from .training import LowerBlockCache, full_target_logits, guided_loss, target_cross_entropy
 
 MAX_TARGET_TOKENS = 64
@@ -71,8 +73,22 @@ class ElderEditor:
     def parameters(self) -> list[torch.nn.Parameter]:
         return [p for n, p in self.model.named_parameters() if self.tuner.prefix in n]
 
+    def training_parameters(self) -> list[torch.nn.Parameter]:
+        """What an edit trains: everything for router profiles; the new experts for keyed ones."""
+        if not self.tuner.keyed:
+            return self.parameters()
+        name = "default"
+        return [p for layer in self.tuner.elder_layers for p in (layer.elder_A[name], layer.elder_B[name])]
+
     def extra_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+        pooled = sum(a.numel() + b.numel() for layer in self.tuner.elder_layers for a, b in layer.pool)
+        return sum(p.numel() for p in self.parameters()) + pooled
+
+    def expert_index(self, prompts: list[str]) -> Optional[torch.Tensor]:
+        """Keyed routing: the expert each prompt uses (-1: deferred); None for router profiles."""
+        if not self.tuner.keyed:
+            return None
+        return self.tuner.route_keyed([key_ids(self.tokenizer, p) for p in prompts])[0]
 
     @contextmanager
     def original(self) -> Iterator[None]:
@@ -109,6 +125,8 @@ class ElderEditor:
             "codes": self.tuner.stored_codes.clone(),
             "rng": self.tuner.generator.get_state(),
             "edits": list(self.edits),
+            "pool": self.tuner.num_pool_experts,
+            "keys": copy.deepcopy(self.tuner.key_index),
         }
 
     def restore(self, snap: dict) -> None:
@@ -118,6 +136,9 @@ class ElderEditor:
         self.tuner.stored_codes = snap["codes"].clone()
         self.tuner.generator.set_state(snap["rng"])
         self.edits = list(snap["edits"])
+        for layer in self.tuner.elder_layers:
+            del layer.pool[snap["pool"]:]
+        self.tuner.key_index = copy.deepcopy(snap["keys"])
 
     # ----------------------------------------------------------------- edit
     def edit(self, request: EditRequest, cancel: Optional[CancelToken] = None) -> Iterator:
@@ -131,7 +152,12 @@ class ElderEditor:
         snap = self.snapshot()
         finished = False
         try:
-            if request.preset is not None:
+            keyed = self.tuner.keyed
+            if keyed:  # the edit's own fresh expert in every layer
+                for layer in self.tuner.elder_layers:
+                    layer.reset_training_expert(self.tuner.generator)
+                preset = tuple((self.tuner.num_pool_experts,) for _ in self.tuner.elder_layers)
+            elif request.preset is not None:
                 preset = tuple(tuple(int(i) for i in layer) for layer in request.preset)
             else:
                 preset = draw_preset(self.tuner.generator, [e.preset for e in self.edits], cfg)
@@ -139,9 +165,10 @@ class ElderEditor:
             prompts = [request.prompt, *request.train_paraphrases][: cfg.max_batch]
             batch = encode(self.tokenizer, prompts, [request.target] * len(prompts)).to(self.device)
             preset_t = torch.tensor(preset, dtype=torch.long)
-            cache = LowerBlockCache(self.tuner, batch) if self.cache_lower_blocks else None
+            index = torch.full((len(prompts),), TRAINING_EXPERT) if keyed else None
+            cache = LowerBlockCache(self.tuner, batch, index) if self.cache_lower_blocks else None
             query = cache.query if cache else self._query(batch)
-            params = self.parameters()
+            params = self.training_parameters()
             optimizer = torch.optim.Adam(params, lr=cfg.learning_rate)
             start, curve, step, early = time.perf_counter(), [], 0, False
             for step in range(1, cfg.max_steps + 1):
@@ -150,9 +177,13 @@ class ElderEditor:
                     finished = True
                     yield EditCancelled(step - 1)
                     return
-                logits = cache.target_logits() if cache else full_target_logits(self.tuner, batch, deferral=False)
+                logits = (cache.target_logits() if cache
+                          else full_target_logits(self.tuner, batch, deferral=False, expert_index=index))
                 ce = target_cross_entropy(logits, batch)
-                guide, weights = guided_loss(self.tuner, query, preset_t)
+                if keyed:  # no router to guide: the edit owns its experts
+                    guide, weights = torch.zeros(()), torch.ones(len(preset), 1)
+                else:
+                    guide, weights = guided_loss(self.tuner, query, preset_t)
                 loss = ce + cfg.guide_lambda * guide
                 curve.append(ce.item())
                 yield EditStep(step, cfg.max_steps, loss.item(), curve[-1], guide.item(),
@@ -163,8 +194,16 @@ class ElderEditor:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-            code = self.tuner.codes_for(query[:1])
-            self.tuner.stored_codes = torch.cat([self.tuner.stored_codes, code])
+            if keyed:
+                owner = self.tuner.num_pool_experts
+                for layer in self.tuner.elder_layers:
+                    layer.commit_training_expert()
+                for text in prompts:
+                    self.tuner.key_index.add(owner, key_ids(self.tokenizer, text))
+                code = torch.zeros(1, 0, dtype=torch.bool)
+            else:
+                code = self.tuner.codes_for(query[:1])
+                self.tuner.stored_codes = torch.cat([self.tuner.stored_codes, code])
             applied = AppliedEdit(
                 prompt=request.prompt, target=request.target, train_paraphrases=tuple(request.train_paraphrases),
                 preset=preset, code=tuple(int(b) for b in code[0]), profile=cfg.profile, steps=step,
@@ -207,7 +246,8 @@ class ElderEditor:
         if original:
             with self.original():
                 return full_target_logits(self.tuner, batch, deferral=False), batch
-        return full_target_logits(self.tuner, batch, deferral=True), batch
+        index = self.expert_index(prompts)
+        return full_target_logits(self.tuner, batch, deferral=True, expert_index=index), batch
 
     @torch.no_grad()
     def generate(self, prompts: list[str], max_new_tokens: int, *, original: bool = False) -> list[list[int]]:
@@ -220,7 +260,7 @@ class ElderEditor:
             with self.original():
                 out = self.model.generate(**kwargs)
         else:
-            with self.tuner.routing.session(None, deferral=True):
+            with self.tuner.routing.session(None, deferral=True, expert_index=self.expert_index(prompts)):
                 out = self.model.generate(**kwargs)
         S = batch.input_ids.shape[1]
         return [row[S:].tolist() for row in out]

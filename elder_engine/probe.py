@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Optional
 
 import torch
 
-from .tokens import encode
+from .tokens import encode, key_ids
 
 if TYPE_CHECKING:
     from .editor import ElderEditor
@@ -30,6 +30,9 @@ class ProbeResult:
     epsilon: int
     fired: bool                                    # experts applied (else deferred to the base model)
     deferral_enabled: bool
+    routing: str = "router"                        # "router" (paper) or "keyed"
+    similarity: Optional[float] = None             # keyed: key similarity to the nearest edit
+    scope_threshold: Optional[float] = None        # keyed: similarity needed to fire
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -43,6 +46,8 @@ def _sequence_prob(logits: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) 
 @torch.no_grad()
 def run_probe(editor: "ElderEditor", query: str, target: Optional[str], max_new_tokens: int) -> ProbeResult:
     tuner, tok = editor.tuner, editor.tokenizer
+    if tuner.keyed:
+        return _keyed_probe(editor, query, target, max_new_tokens)
     batch = encode(tok, [query]).to(editor.device)
     with tuner.routing.session(batch.query_positions, deferral=True) as state:
         editor.model(**batch.model_inputs(), use_cache=False)
@@ -52,22 +57,9 @@ def run_probe(editor: "ElderEditor", query: str, target: Optional[str], max_new_
     k = editor.config.top_k
     top = weights.topk(k, dim=-1).indices.sort(-1).values
     code = tuner.codes_for(q)[0]
-    edited = editor.generate([query], max_new_tokens)[0]
-    original = editor.generate([query], max_new_tokens, original=True)[0]
-    edited_p = original_p = None
-    if target is not None:
-        logits, b = editor.target_logits([query], [target])
-        edited_p = _sequence_prob(logits[0], b.target_ids[0], b.target_mask[0])
-        logits, b = editor.target_logits([query], [target], original=True)
-        original_p = _sequence_prob(logits[0], b.target_ids[0], b.target_mask[0])
     has_edits = nearest >= 0
     return ProbeResult(
-        query=query,
-        edited_output=tok.decode(edited, skip_special_tokens=True),
-        original_output=tok.decode(original, skip_special_tokens=True),
-        target=target,
-        edited_target_prob=edited_p,
-        original_target_prob=original_p,
+        **_outputs(editor, query, target, max_new_tokens),
         router_weights=tuple(tuple(float(x) for x in row) for row in weights),
         top_k=tuple(tuple(int(i) for i in row) for row in top),
         code=tuple(int(b) for b in code),
@@ -77,4 +69,45 @@ def run_probe(editor: "ElderEditor", query: str, target: Optional[str], max_new_
         epsilon=editor.config.epsilon,
         fired=fire,
         deferral_enabled=editor.config.deferral,
+    )
+
+
+def _outputs(editor: "ElderEditor", query: str, target: Optional[str], max_new_tokens: int) -> dict:
+    """Greedy outputs of the edited and the original model, and the target's probability."""
+    tok = editor.tokenizer
+    edited = editor.generate([query], max_new_tokens)[0]
+    original = editor.generate([query], max_new_tokens, original=True)[0]
+    probs = {}
+    for name, orig in (("edited_target_prob", False), ("original_target_prob", True)):
+        probs[name] = None
+        if target is not None:
+            logits, b = editor.target_logits([query], [target], original=orig)
+            probs[name] = _sequence_prob(logits[0], b.target_ids[0], b.target_mask[0])
+    return dict(query=query, target=target, edited_output=tok.decode(edited, skip_special_tokens=True),
+                original_output=tok.decode(original, skip_special_tokens=True), **probs)
+
+
+@torch.no_grad()
+def _keyed_probe(editor: "ElderEditor", query: str, target: Optional[str], max_new_tokens: int) -> ProbeResult:
+    """Keyed routing: the 'router weights' are, per layer, the gate of each edit's expert
+    (1 for the routed edit, 0 elsewhere): a sequence uses one edit's experts or none."""
+    index, nearest, sims = editor.tuner.route_keyed([key_ids(editor.tokenizer, query)])
+    routed, near, sim = int(index[0]), nearest[0], sims[0]
+    n = editor.tuner.num_pool_experts
+    gates = tuple(float(i == routed) for i in range(n))
+    L = len(editor.tuner.elder_layers)
+    return ProbeResult(
+        **_outputs(editor, query, target, max_new_tokens),
+        router_weights=tuple(gates for _ in range(L)),
+        top_k=tuple(((routed,) if routed >= 0 else ()) for _ in range(L)),
+        code=(),
+        nearest_edit=near if near >= 0 else None,
+        nearest_prompt=editor.edits[near].prompt if 0 <= near < len(editor.edits) else None,
+        hamming=None,
+        epsilon=editor.config.epsilon,
+        fired=routed >= 0,
+        deferral_enabled=editor.config.deferral,
+        routing="keyed",
+        similarity=sim if near >= 0 else None,
+        scope_threshold=editor.config.scope_threshold,
     )

@@ -18,6 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from .elder import ElderConfig
+from .elder.keyed import KeyIndex
 from .errors import StateFormatError
 from .events import AppliedEdit
 
@@ -36,6 +37,11 @@ def state_tensors(editor: "ElderEditor") -> dict[str, torch.Tensor]:
         out[f"layers.{i}.B"] = layer.elder_B[name].detach().cpu().contiguous()
         out[f"layers.{i}.router.weight"] = layer.elder_router[name].weight.detach().cpu().contiguous()
         out[f"layers.{i}.router.bias"] = layer.elder_router[name].bias.detach().cpu().contiguous()
+        for e, (a, b) in enumerate(layer.pool):  # keyed routing: one frozen expert per edit
+            out[f"layers.{i}.experts.{e}.A"] = a.cpu().contiguous()
+            out[f"layers.{i}.experts.{e}.B"] = b.cpu().contiguous()
+    if editor.tuner.keyed:
+        out.update(editor.tuner.key_index.to_tensors())
     out["codes"] = editor.tuner.stored_codes.to(torch.uint8).contiguous()
     out["rng_state"] = editor.tuner.generator.get_state().contiguous()
     return out
@@ -56,13 +62,16 @@ def apply_state(editor: "ElderEditor", tensors: dict[str, torch.Tensor], meta: d
     """Load a state into an editor built for the same model and architecture settings."""
     check_meta(meta, editor)
     saved = ElderConfig.from_dict(meta["config"])
-    arch = ("num_edit_layers", "first_edit_layer", "ffn_module", "num_experts", "rank")
+    arch = ("num_edit_layers", "first_edit_layer", "ffn_module", "num_experts", "rank", "routing")
     mismatch = [k for k in arch if getattr(saved, k) != getattr(editor.config, k)]
     if mismatch:
         raise StateFormatError(f"The saved state was made with other ELDER layer settings ({', '.join(mismatch)}).")
-    expected = set(state_tensors(editor))
-    if set(tensors) != expected:
-        raise StateFormatError(f"The saved state is incomplete or from another layout: {sorted(expected ^ set(tensors))[:5]}")
+    fixed = {k for k in state_tensors(editor) if ".experts." not in k and not k.startswith("keys.")}
+    if saved.routing == "keyed":
+        fixed |= {"keys.tokens", "keys.lengths", "keys.owners"}
+    missing = fixed - set(tensors)
+    if missing:
+        raise StateFormatError(f"The saved state is incomplete or from another layout (missing {sorted(missing)[:5]}).")
     name = "default"
     with torch.no_grad():
         for i, layer in enumerate(editor.tuner.elder_layers):
@@ -73,6 +82,11 @@ def apply_state(editor: "ElderEditor", tensors: dict[str, torch.Tensor], meta: d
                 if t.shape != param.shape:
                     raise StateFormatError(f"Saved tensor layers.{i}.{key} has shape {tuple(t.shape)}, expected {tuple(param.shape)}")
                 param.copy_(t)
+        n = sum(1 for k in tensors if k.startswith(f"layers.{i}.experts.") and k.endswith(".A"))
+        device = layer.elder_A[name].device
+        layer.pool = [(tensors[f"layers.{i}.experts.{e}.A"].to(device), tensors[f"layers.{i}.experts.{e}.B"].to(device))
+                      for e in range(n)]
+    editor.tuner.key_index = KeyIndex.from_tensors(tensors) if saved.routing == "keyed" else KeyIndex()
     editor.tuner.stored_codes = tensors["codes"].to(torch.bool).clone()
     editor.tuner.generator.set_state(tensors["rng_state"].clone())
     # Behavioural settings (epsilon, lr, ...) come with the state; the layout was checked above.

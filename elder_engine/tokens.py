@@ -44,6 +44,11 @@ def target_ids(tokenizer, prompt: str, target: str) -> list[int]:
     return tokenizer(spaced_target(prompt, target), add_special_tokens=False)["input_ids"]
 
 
+def key_ids(tokenizer, text: str) -> list[int]:
+    """Token ids of a text for keyed routing (no special tokens: they carry no content)."""
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
 def _positions(mask: torch.Tensor) -> torch.Tensor:
     return (mask.cumsum(-1) - 1).clamp(min=0)
 

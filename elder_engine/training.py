@@ -41,9 +41,10 @@ def inner_model(model: nn.Module) -> nn.Module:
 class LowerBlockCache:
     """Runs the blocks below `first` once; afterwards forwards start from their output."""
 
-    def __init__(self, tuner: ElderModel, batch: Batch) -> None:
+    def __init__(self, tuner: ElderModel, batch: Batch, expert_index: torch.Tensor | None = None) -> None:
         self.tuner = tuner
         self.batch = batch
+        self.expert_index = expert_index
         self.model = tuner.model
         _, self.blocks = find_blocks(self.model)
         self.first = tuner.config_elder.first_edit_layer
@@ -86,15 +87,19 @@ class LowerBlockCache:
     def target_logits(self) -> torch.Tensor:
         """Logits (B, T, V) at the target positions, experts applied, gradients to ELDER."""
         b = self.batch
-        with self._replayed(), self.tuner.routing.session(query=self.query, deferral=False):
+        with self._replayed(), self.tuner.routing.session(
+            query=self.query, deferral=False, expert_index=self.expert_index
+        ):
             hidden = inner_model(self.model)(**b.model_inputs(), use_cache=False).last_hidden_state
         rows = torch.arange(hidden.shape[0], device=hidden.device)[:, None]
         return self.model.get_output_embeddings()(hidden[rows, b.target_positions]).float()
 
 
-def full_target_logits(tuner: ElderModel, batch: Batch, *, deferral: bool) -> torch.Tensor:
+def full_target_logits(
+    tuner: ElderModel, batch: Batch, *, deferral: bool, expert_index: torch.Tensor | None = None
+) -> torch.Tensor:
     """Reference path: a whole forward, logits (B, T, V) at the target positions."""
-    with tuner.routing.session(batch.query_positions, deferral=deferral):
+    with tuner.routing.session(batch.query_positions, deferral=deferral, expert_index=expert_index):
         logits = tuner.model(**batch.model_inputs(), use_cache=False).logits
     rows = torch.arange(logits.shape[0], device=logits.device)[:, None]
     return logits[rows, batch.target_positions].float()

@@ -60,6 +60,16 @@ class ElderConfig(PeftConfig):
         default=None, metadata={"help": "Stop an edit once its target cross-entropy is below this (None: never)."}
     )
     max_batch: int = field(default=4, metadata={"help": "Prompt plus training paraphrases per step, at most."})
+    # --- routing ---
+    routing: str = field(
+        default="router",
+        metadata={"help": "'router': the paper's softmax router over N shared experts, Hamming deferral. "
+                          "'keyed': every edit trains its own experts (earlier ones frozen); a sequence is "
+                          "routed to the edit whose stored key is most similar, or deferred."},
+    )
+    scope_threshold: float = field(
+        default=0.5, metadata={"help": "keyed routing: minimum key similarity (0-1) for an edit to fire."}
+    )
     # --- deferral ---
     deferral: bool = field(default=True, metadata={"help": "Defer to the base model when no edit's code is near."})
     epsilon: int = field(default=12, metadata={"help": "Apply experts only if min Hamming distance < epsilon."})
@@ -81,6 +91,8 @@ class ElderConfig(PeftConfig):
         for name in ("num_edit_layers", "num_experts", "rank", "max_steps", "max_batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if self.routing not in ("router", "keyed"):
+            raise ValueError(f"routing must be 'router' or 'keyed', got {self.routing!r}")
         if self.learning_rate <= 0:
             raise ValueError("learning_rate must be positive")
 

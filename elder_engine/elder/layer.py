@@ -16,7 +16,7 @@ from peft.tuners.tuners_utils import BaseTunerLayer
 from transformers.pytorch_utils import Conv1D
 
 from .config import ElderConfig
-from .routing import RoutingState
+from .routing import TRAINING_EXPERT, RoutingState
 
 
 def in_out_features(base: nn.Module) -> tuple[int, int]:
@@ -48,11 +48,15 @@ class ElderLayer(nn.Module, BaseTunerLayer):
         self.elder_A = nn.ParameterDict()
         self.elder_B = nn.ParameterDict()
         self.elder_router = nn.ModuleDict()
+        self.keyed = config.routing == "keyed"
+        # Keyed routing: finished experts, one (A, B) per edit, frozen; elder_A/elder_B hold the
+        # single expert being trained.
+        self.pool: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.update_layer(adapter_name, config, generator)
         self._active_adapter = adapter_name
 
     def update_layer(self, adapter_name: str, config: ElderConfig, generator: torch.Generator) -> None:
-        n, r = config.num_experts, config.rank
+        n, r = (1 if config.routing == "keyed" else config.num_experts), config.rank
         weight = self.get_base_layer().weight
         a = torch.empty(n, r, self.in_features)
         for i in range(n):  # Kaiming-uniform A per expert, as LoRA does; B starts at zero
@@ -74,13 +78,47 @@ class ElderLayer(nn.Module, BaseTunerLayer):
         router = self.elder_router[adapter_name or self.active_adapters[0]]
         return torch.softmax(router(query.to(router.weight.device, torch.float32)), dim=-1)
 
+    def reset_training_expert(self, generator: torch.Generator) -> None:
+        """Keyed routing: a fresh expert (A Kaiming-uniform, B zero) for the next edit."""
+        name = self.active_adapters[0]
+        with torch.no_grad():
+            bound = 1.0 / math.sqrt(self.in_features)
+            self.elder_A[name].uniform_(-bound, bound, generator=generator)
+            self.elder_B[name].zero_()
+
+    def commit_training_expert(self) -> None:
+        name = self.active_adapters[0]
+        self.pool.append((self.elder_A[name][0].detach().clone(), self.elder_B[name][0].detach().clone()))
+
+    def _keyed_delta(self, x: torch.Tensor, index: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        name = self.active_adapters[0]
+        delta = torch.zeros(out.shape, dtype=torch.float32, device=out.device)
+        for e in index.unique().tolist():
+            if e == -1:
+                continue
+            if e == TRAINING_EXPERT:
+                A, B = self.elder_A[name][0], self.elder_B[name][0]
+            else:
+                A, B = self.pool[e]
+            rows = (index == e).nonzero().flatten()
+            xr = x[rows].to(torch.float32)
+            delta = delta.index_put((rows,), (xr @ A.T) @ B.T * self.scale[name])
+        return out + delta.to(out.dtype)
+
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         out = self.base_layer(x, *args, **kwargs)
         state = self.routing
-        if self.disable_adapters or state.query is None:
+        if self.disable_adapters:
             return out
         name = self.active_adapters[0]
         if name not in self.elder_A:
+            return out
+        if self.keyed:
+            index = state.expert_index
+            if index is None or bool((index == -1).all()):
+                return out  # deferred: exactly the base output
+            return self._keyed_delta(x, index.to(x.device), out)
+        if state.query is None:
             return out
         fire = state.fire
         if fire is not None and not bool(fire.any()):

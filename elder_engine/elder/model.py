@@ -17,6 +17,7 @@ from peft.tuners.tuners_utils import BaseTuner
 from ..errors import UnsupportedModelError
 from .config import FFN_MODULE_BY_MODEL_TYPE, ElderConfig
 from .layer import ElderLayer
+from .keyed import KeyIndex
 from .routing import RoutingState, hamming_to_codes, topk_code
 
 
@@ -76,6 +77,7 @@ class ElderModel(BaseTuner):
         self.generator = torch.Generator().manual_seed(config.seed)
         self.stored_codes = torch.zeros(0, config.code_bits, dtype=torch.bool)
         self.elder_layers: list[ElderLayer] = []
+        self.key_index = KeyIndex()
         super().__init__(model, config, adapter_name)
         self.config_elder = config
         self.elder_layers: list[ElderLayer] = [m for m in self.model.modules() if isinstance(m, ElderLayer)]
@@ -112,8 +114,25 @@ class ElderModel(BaseTuner):
         pos = state.positions
         pos = torch.full_like(rows, x.shape[1] - 1) if pos is None else pos.to(x.device)
         state.query = x[rows, pos].detach().to(torch.float32)
-        if state.use_deferral:
+        if state.use_deferral and not self.keyed:
             self.decide(state)
+
+    @property
+    def keyed(self) -> bool:
+        return self.config_elder.routing == "keyed"
+
+    @property
+    def num_pool_experts(self) -> int:
+        return len(self.elder_layers[0].pool) if self.elder_layers else 0
+
+    def route_keyed(self, token_ids: list[list[int]]) -> tuple[torch.Tensor, list[int], list[float]]:
+        """Keyed routing of prompts (token ids): (expert index per row, -1 = deferred), and the
+        nearest edit and its similarity per row (for display)."""
+        nearest, sims = zip(*(self.key_index.nearest(ids) for ids in token_ids)) if token_ids else ((), ())
+        threshold = self.config_elder.scope_threshold
+        fire = [n >= 0 and (s >= threshold or not self.config_elder.deferral) for n, s in zip(nearest, sims)]
+        index = torch.tensor([n if f else -1 for n, f in zip(nearest, fire)], dtype=torch.long)
+        return index, list(nearest), list(sims)
 
     @torch.no_grad()
     def router_weights(self, query: torch.Tensor) -> torch.Tensor:

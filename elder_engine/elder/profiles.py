@@ -31,7 +31,14 @@ def _paper() -> ElderConfig:
     )
 
 
-_PROFILES: dict[str, Callable[[], ElderConfig]] = {"paper": _paper}
+def _keyed_experts() -> ElderConfig:
+    """Beyond the paper: every edit trains experts of its own (earlier edits' experts are
+    frozen, so later edits cannot overwrite them), and a sequence is routed by its similarity
+    to the stored edit keys instead of a learned router with Hamming codes."""
+    return _paper().replace(profile="keyed-experts", routing="keyed", scope_threshold=0.5)
+
+
+_PROFILES: dict[str, Callable[[], ElderConfig]] = {"paper": _paper, "keyed-experts": _keyed_experts}
 DEFAULT_PROFILE = "paper"
 
 

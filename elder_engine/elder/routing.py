@@ -22,13 +22,16 @@ class RoutingState:
     hold: bool = False                          # keep `query` across forwards (generation, cached training)
     fire: Optional[torch.Tensor] = None         # (B,) bool; None = always apply experts (training)
     use_deferral: bool = True
+    # Keyed routing: the expert each sequence uses (-1: none, deferred; TRAINING_EXPERT: the
+    # expert being trained). Set by the editor before the forward.
+    expert_index: Optional[torch.Tensor] = None
     # Filled by the deferral check, for probes:
     codes: Optional[torch.Tensor] = None        # (B, L*N) bool code of the query
     nearest: Optional[torch.Tensor] = None      # (B,) index of the nearest stored edit (-1: none)
     distance: Optional[torch.Tensor] = None     # (B,) its Hamming distance
 
     def reset(self) -> None:
-        self.query = self.positions = self.fire = None
+        self.query = self.positions = self.fire = self.expert_index = None
         self.codes = self.nearest = self.distance = None
         self.hold = False
         self.use_deferral = True
@@ -40,6 +43,7 @@ class RoutingState:
         *,
         query: Optional[torch.Tensor] = None,
         deferral: bool = True,
+        expert_index: Optional[torch.Tensor] = None,
     ) -> Iterator["RoutingState"]:
         """Route the next forward passes as one batch of sequences.
 
@@ -51,12 +55,16 @@ class RoutingState:
         self.positions = positions
         self.use_deferral = deferral
         self.hold = True
+        self.expert_index = expert_index
         if query is not None:
             self.query = query
         try:
             yield self
         finally:
             self.reset()
+
+
+TRAINING_EXPERT = -2
 
 
 def hamming_to_codes(codes: torch.Tensor, stored: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
