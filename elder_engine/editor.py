@@ -86,7 +86,7 @@ class ElderEditor:
 
     def expert_index(self, prompts: list[str]) -> Optional[torch.Tensor]:
         """Keyed routing: the expert each prompt uses (-1: deferred); None for router profiles."""
-        if not self.tuner.keyed:
+        if not (self.tuner.keyed or self.config.key_scope):
             return None
         return self.tuner.route_keyed([key_ids(self.tokenizer, p) for p in prompts])[0]
 
@@ -204,6 +204,8 @@ class ElderEditor:
             else:
                 code = self.tuner.codes_for(query[:1])
                 self.tuner.stored_codes = torch.cat([self.tuner.stored_codes, code])
+                for text in prompts:  # keys serve the key_scope check of router profiles
+                    self.tuner.key_index.add(len(self.edits), key_ids(self.tokenizer, text))
             applied = AppliedEdit(
                 prompt=request.prompt, target=request.target, train_paraphrases=tuple(request.train_paraphrases),
                 preset=preset, code=tuple(int(b) for b in code[0]), profile=cfg.profile, steps=step,

@@ -49,7 +49,7 @@ def run_probe(editor: "ElderEditor", query: str, target: Optional[str], max_new_
     if tuner.keyed:
         return _keyed_probe(editor, query, target, max_new_tokens)
     batch = encode(tok, [query]).to(editor.device)
-    with tuner.routing.session(batch.query_positions, deferral=True) as state:
+    with tuner.routing.session(batch.query_positions, deferral=True, expert_index=editor.expert_index([query])) as state:
         editor.model(**batch.model_inputs(), use_cache=False)
         q, fire = state.query, bool(state.fire[0])
         distance, nearest = int(state.distance[0]), int(state.nearest[0])

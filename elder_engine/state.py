@@ -40,8 +40,7 @@ def state_tensors(editor: "ElderEditor") -> dict[str, torch.Tensor]:
         for e, (a, b) in enumerate(layer.pool):  # keyed routing: one frozen expert per edit
             out[f"layers.{i}.experts.{e}.A"] = a.cpu().contiguous()
             out[f"layers.{i}.experts.{e}.B"] = b.cpu().contiguous()
-    if editor.tuner.keyed:
-        out.update(editor.tuner.key_index.to_tensors())
+    out.update(editor.tuner.key_index.to_tensors())
     out["codes"] = editor.tuner.stored_codes.to(torch.uint8).contiguous()
     out["rng_state"] = editor.tuner.generator.get_state().contiguous()
     return out
@@ -67,8 +66,7 @@ def apply_state(editor: "ElderEditor", tensors: dict[str, torch.Tensor], meta: d
     if mismatch:
         raise StateFormatError(f"The saved state was made with other ELDER layer settings ({', '.join(mismatch)}).")
     fixed = {k for k in state_tensors(editor) if ".experts." not in k and not k.startswith("keys.")}
-    if saved.routing == "keyed":
-        fixed |= {"keys.tokens", "keys.lengths", "keys.owners"}
+    fixed |= {"keys.tokens", "keys.lengths", "keys.owners"}
     missing = fixed - set(tensors)
     if missing:
         raise StateFormatError(f"The saved state is incomplete or from another layout (missing {sorted(missing)[:5]}).")
@@ -82,11 +80,11 @@ def apply_state(editor: "ElderEditor", tensors: dict[str, torch.Tensor], meta: d
                 if t.shape != param.shape:
                     raise StateFormatError(f"Saved tensor layers.{i}.{key} has shape {tuple(t.shape)}, expected {tuple(param.shape)}")
                 param.copy_(t)
-        n = sum(1 for k in tensors if k.startswith(f"layers.{i}.experts.") and k.endswith(".A"))
-        device = layer.elder_A[name].device
-        layer.pool = [(tensors[f"layers.{i}.experts.{e}.A"].to(device), tensors[f"layers.{i}.experts.{e}.B"].to(device))
-                      for e in range(n)]
-    editor.tuner.key_index = KeyIndex.from_tensors(tensors) if saved.routing == "keyed" else KeyIndex()
+            n = sum(1 for k in tensors if k.startswith(f"layers.{i}.experts.") and k.endswith(".A"))
+            device = layer.elder_A[name].device
+            layer.pool = [(tensors[f"layers.{i}.experts.{e}.A"].to(device),
+                           tensors[f"layers.{i}.experts.{e}.B"].to(device)) for e in range(n)]
+    editor.tuner.key_index = KeyIndex.from_tensors(tensors)
     editor.tuner.stored_codes = tensors["codes"].to(torch.bool).clone()
     editor.tuner.generator.set_state(tensors["rng_state"].clone())
     # Behavioural settings (epsilon, lr, ...) come with the state; the layout was checked above.

@@ -68,7 +68,12 @@ class ElderConfig(PeftConfig):
                           "routed to the edit whose stored key is most similar, or deferred."},
     )
     scope_threshold: float = field(
-        default=0.5, metadata={"help": "keyed routing: minimum key similarity (0-1) for an edit to fire."}
+        default=0.5, metadata={"help": "Minimum key similarity (0-1) for an edit to fire (keyed routing, key_scope)."}
+    )
+    key_scope: bool = field(
+        default=False,
+        metadata={"help": "'router' routing: fire only if the Hamming check passes AND the prompt's key "
+                          "similarity to some edit reaches scope_threshold (an ablation of keyed routing)."},
     )
     # --- deferral ---
     deferral: bool = field(default=True, metadata={"help": "Defer to the base model when no edit's code is near."})

@@ -26,6 +26,8 @@ class KeyIndex:
     keys: list[tuple[int, ...]] = field(default_factory=list)   # token ids of each key
     owners: list[int] = field(default_factory=list)             # edit (expert) index of each key
     df: Counter = field(default_factory=Counter)
+    _cache: list = field(default_factory=list, repr=False, compare=False)
+    _cache_size: int = field(default=-1, repr=False, compare=False)
 
     def add(self, owner: int, token_ids: list[int]) -> None:
         self.keys.append(tuple(token_ids))
@@ -40,6 +42,7 @@ class KeyIndex:
         self.df = Counter()
         for k in self.keys:
             self.df.update(set(k))
+        self._cache_size = -1
 
     def _vector(self, token_ids) -> dict[int, float]:
         n = len(self.keys)
@@ -48,6 +51,13 @@ class KeyIndex:
         norm = math.sqrt(sum(v * v for v in vec.values())) or 1.0
         return {t: v / norm for t, v in vec.items()}
 
+    def _key_vectors(self) -> list[dict[int, float]]:
+        # Weights change whenever a key is added; recompute then, not on every query.
+        if self._cache_size != len(self.keys):
+            self._cache = [self._vector(k) for k in self.keys]
+            self._cache_size = len(self.keys)
+        return self._cache
+
     def nearest(self, token_ids) -> tuple[int, float]:
         """(edit index, cosine similarity) of the most similar key; (-1, 0.0) when empty.
         On a tie the later edit wins: newer knowledge replaces older."""
@@ -55,8 +65,7 @@ class KeyIndex:
             return -1, 0.0
         q = self._vector(token_ids)
         best, best_sim = -1, -1.0
-        for key, owner in zip(self.keys, self.owners):
-            k = self._vector(key)
+        for k, owner in zip(self._key_vectors(), self.owners):
             sim = sum(v * k.get(t, 0.0) for t, v in q.items())
             if sim >= best_sim - 1e-12:
                 best, best_sim = owner, sim

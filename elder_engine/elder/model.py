@@ -154,6 +154,8 @@ class ElderModel(BaseTuner):
             fire = torch.zeros_like(distance, dtype=torch.bool)  # no edits yet: the base model
         else:
             fire = distance < self.config_elder.epsilon
+            if self.config_elder.key_scope and state.expert_index is not None:
+                fire = fire & (state.expert_index.cpu() >= 0)
         state.fire = fire.to(state.query.device)
 
     def remove(self) -> None:
