@@ -296,7 +296,13 @@ class ElderEditor:
 
     @torch.no_grad()
     def route(self, prompts: list[str], batch_size: int = 16) -> list[tuple[tuple[float, ...], ...]]:
-        """Each prompt's router softmax (L, N) under the current routers; no generation."""
+        """Each prompt's gates per layer, without generation: the router softmax (L, N) for
+        router profiles; for keyed profiles 1 for the edit whose experts it uses, else 0 (L, E)."""
+        L = len(self.tuner.elder_layers)
+        if self.tuner.keyed:
+            index = self.expert_index(list(prompts))
+            n = self.tuner.num_pool_experts
+            return [tuple(tuple(float(i == int(e)) for i in range(n)) for _ in range(L)) for e in index]
         out: list[tuple[tuple[float, ...], ...]] = []
         for i in range(0, len(prompts), batch_size):
             batch = encode(self.tokenizer, list(prompts[i:i + batch_size])).to(self.device)
