@@ -67,7 +67,7 @@ def _json_default(o):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import bench_cmd, eval_cmd  # noqa: F401  (register their commands)
+    from . import bench_cmd, eval_cmd, history_cmd  # noqa: F401  (register their commands)
 
     parser = argparse.ArgumentParser(prog="python -m elder_engine", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)

@@ -1,0 +1,52 @@
+"""Shared helpers of the history tests: tiny engines, facts, and exact state comparison."""
+
+from __future__ import annotations
+
+import torch
+
+from elder_engine import EditRequest, ElderEditor, get_profile
+from elder_engine.history import EditHistory
+from elder_engine.state import state_tensors
+from tiny import tiny_loaded
+
+FACTS = [
+    ("the capital of france is", "london"),
+    ("who wrote hamlet ?", "paris"),
+    ("what colour is the sky ?", "green"),
+    ("the king was born in", "1990"),
+    ("the river of zorbia is", "quux"),
+    ("the team plays for", "berlin"),
+]
+
+
+def tiny_editor(seed: int = 0, **overrides) -> ElderEditor:
+    settings = {"max_steps": 4, "early_stop_loss": None, **overrides}
+    return ElderEditor(tiny_loaded(seed=seed), get_profile(**settings))
+
+
+def open_tiny(path, editor, **kwargs) -> EditHistory:
+    """A history on a tiny engine, keeping short original answers (generation is the slow part)."""
+    history = EditHistory.open(path, editor, **kwargs)
+    history.old_answer_tokens = 2
+    return history
+
+
+def state(editor) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in state_tensors(editor).items()}
+
+
+def same_state(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def run(events) -> list:
+    return list(events)
+
+
+def edit(history: EditHistory, i: int, **kwargs) -> list:
+    prompt, target = FACTS[i % len(FACTS)]
+    return run(history.edit(EditRequest(prompt, target), **kwargs))
+
+
+def probes(editor, prompts=(FACTS[0][0], FACTS[2][0])) -> list[dict]:
+    return [editor.probe(p, max_new_tokens=2).to_dict() for p in prompts]

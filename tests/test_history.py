@@ -1,0 +1,277 @@
+"""The edit history's mechanism on tiny models: commit, exact rollback/redo/revert, reopen,
+keyframes, probes, eval runs, bundles, migrations."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+import torch
+
+from elder_engine import CancelToken, EditFinished, EditRequest, EditStarted, HistoryError, Progress
+from elder_engine.history import EditHistory, HistoryChanged, load_bundle
+from elder_engine.history import schema, store as store_mod
+from elder_engine.history.snapshots import decode_tensor, encode_tensor
+from history_helpers import FACTS, edit, open_tiny, probes, run, same_state, state, tiny_editor
+from tiny import tiny_loaded
+
+
+@pytest.fixture
+def built(request, tmp_path):
+    """A history with 4 edits and the exact state after each (index 0: before any edit).
+    Keyframe budget: the test's `budget` parameter, else none (every point is replayed)."""
+    editor = tiny_editor()
+    budget = getattr(request, "param", 1e9)
+    history = open_tiny(tmp_path / "h.elderdb", editor, keyframe_budget_s=budget)
+    states, outs = [state(editor)], [probes(editor)]
+    for i in range(4):
+        edit(history, i)
+        states.append(state(editor))
+        outs.append(probes(editor))
+    yield history, editor, states, outs
+    history.close()
+
+
+both_budgets = pytest.mark.parametrize("built", [0.0, 1e9], ids=["keyframe-every-edit", "replay-from-base"],
+                                       indirect=True)
+
+
+def statuses(history) -> dict[int, str]:
+    return {e.seq: e.status for e in history.entries()}
+
+
+def test_codec_is_lossless():
+    for t in (torch.randn(3, 5), torch.arange(7, dtype=torch.uint8), torch.zeros(0, 24, dtype=torch.uint8),
+              torch.randn(4).to(torch.bfloat16), torch.zeros(0, dtype=torch.long), torch.arange(5)):
+        back = decode_tensor(encode_tensor(t))
+        assert back.dtype == t.dtype and back.shape == t.shape and torch.equal(back, t)
+
+
+def test_edit_events_entries_and_commit(tmp_path):
+    editor = tiny_editor()
+    history = EditHistory.open(tmp_path / "h.elderdb", editor)
+    events = edit(history, 0, locality_prompts=("the sky is",))
+    assert isinstance(events[0], EditStarted)
+    assert isinstance(events[-2], EditFinished) and isinstance(events[-1], HistoryChanged)
+    (entry,) = events[-1].entries
+    assert (entry.seq, entry.status, entry.prompt, entry.target) == (1, "applied", *FACTS[0])
+    assert entry.locality_prompts == ("the sky is",) and entry.loss_curve and entry.settings["max_steps"] == 4
+    assert entry.created_at.tzinfo is not None and isinstance(entry.old_answer, str)
+    assert len(entry.preset) == editor.config.num_edit_layers and history.head == 1
+    with sqlite3.connect(history.path) as db:
+        engine = db.execute("SELECT engine FROM edits").fetchone()[0]
+    assert f'"threads": {torch.get_num_threads()}' in engine
+    history.close()
+
+
+@both_budgets
+def test_rollback_any_point_is_bit_exact_then_redo(built):
+    history, editor, states, outs = built
+    for k in (2, 0, 3, 1):
+        last = run(history.rollback_to(k))[-1]
+        assert isinstance(last, Progress) and last.detail["head"] == k
+        assert same_state(state(editor), states[k]) and probes(editor) == outs[k]
+    assert statuses(history) == {1: "applied", 2: "rolled_back", 3: "rolled_back", 4: "rolled_back"}
+    run(history.redo(count=1))
+    assert history.head == 2 and same_state(state(editor), states[2])
+    run(history.redo())
+    assert history.head == 4 and same_state(state(editor), states[4]) and probes(editor) == outs[4]
+    run(history.undo())
+    assert history.head == 3 and same_state(state(editor), states[3])
+    run(history.rollback_to(4))  # forward rollback = redo up to there
+    assert same_state(state(editor), states[4])
+
+
+def test_replay_uses_recorded_thread_count(built):
+    history, editor, states, _ = built
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        run(history.rollback_to(1))
+        assert torch.get_num_threads() == 2  # put back after the replay
+    finally:
+        torch.set_num_threads(old)
+    assert same_state(state(editor), states[1])
+
+
+@both_budgets
+def test_revert_equals_training_without_the_edit(built):
+    history, editor, states, _ = built
+    run(history.revert(2))
+    after = state(editor)
+    assert statuses(history) == {1: "applied", 2: "reverted", 3: "applied", 4: "applied"}
+    assert history.chain == [1, 3, 4]
+    # Reference: the base engine, then edits 1, 3, 4 with their own presets and settings.
+    entries = {e.seq: e for e in history.entries()}
+    ref = tiny_editor()
+    for seq in (1, 3, 4):
+        e = entries[seq]
+        ref.apply(EditRequest(e.prompt, e.target, e.train_paraphrases, preset=e.preset, settings=e.settings))
+    ref_state, got = state(ref), state(editor)
+    got.pop("rng_state"), ref_state.pop("rng_state")  # the RNG is the recorded one, not a fresh draw
+    assert same_state(got, ref_state)
+    assert entries[3].code == tuple(int(b) for b in editor.tuner.stored_codes[1])
+    with pytest.raises(HistoryError, match="already reverted"):
+        history.revert(2)
+    run(history.rollback_to(1))
+    run(history.redo())
+    assert history.chain == [1, 3, 4] and same_state(state(editor), after)
+
+
+def test_revert_rolled_back_edit_changes_nothing_in_engine(built):
+    history, editor, states, _ = built
+    run(history.rollback_to(2))
+    run(history.revert(4))
+    assert same_state(state(editor), states[2]) and statuses(history)[4] == "reverted"
+    run(history.redo())
+    assert same_state(state(editor), states[3]) and history.chain == [1, 2, 3]
+
+
+def test_new_edit_after_rollback_keeps_rolled_back_entries(built):
+    history, editor, states, _ = built
+    run(history.rollback_to(1))
+    edit(history, 5)
+    assert history.chain == [1, 5] and statuses(history)[2] == "rolled_back"
+    after5 = state(editor)
+    run(history.rollback_to(1))
+    assert same_state(state(editor), states[1])
+    run(history.rollback_to(5))  # re-applies 2, 3, 4, 5 in order: a new chain for 5
+    assert history.chain == [1, 2, 3, 4, 5] and not same_state(state(editor), after5)
+
+
+@pytest.mark.parametrize("how", ["token", "close"])
+def test_cancelled_rollback_changes_nothing(built, how):
+    history, editor, states, _ = built
+    before, entries, revision = state(editor), history.entries(), history._store.revision
+    cancel = CancelToken()
+    gen = history.revert(1, cancel=cancel)
+    next(gen), next(gen)
+    if how == "token":
+        cancel.cancel()
+        assert run(gen)[-1].detail["cancelled"]
+    else:
+        gen.close()
+    assert same_state(state(editor), before) and history.entries() == entries
+    assert history._store.revision == revision
+
+
+def test_cancelled_edit_stores_nothing(tmp_path):
+    editor = tiny_editor()
+    history = EditHistory.open(tmp_path / "h.elderdb", editor)
+    before = state(editor)
+    cancel = CancelToken()
+    gen = history.edit(EditRequest(*FACTS[0]), cancel=cancel)
+    next(gen), next(gen)
+    cancel.cancel()
+    run(gen)
+    assert history.entries() == [] and same_state(state(editor), before)
+    history.close()
+
+
+def test_reopen_restores_exactly_and_refuses_other_model(built, tmp_path):
+    history, editor, states, outs = built
+    run(history.rollback_to(3))
+    history.close()
+    again = tiny_editor()  # a new process would build exactly this
+    with EditHistory.open(history.path, again) as reopened:
+        assert reopened.head == 3 and same_state(state(again), states[3]) and probes(again) == outs[3]
+    with pytest.raises(HistoryError, match="belongs to the model"):
+        EditHistory.open(history.path, tiny_editor(seed=1))
+
+
+def test_lost_head_state_is_rebuilt_by_replay(built):
+    history, editor, states, outs = built
+    history.close()
+    with sqlite3.connect(history.path) as db:
+        db.execute("DELETE FROM states WHERE kind = 'head'")
+    again = tiny_editor()
+    with EditHistory.open(history.path, again) as reopened:
+        assert reopened.head == 4 and same_state(state(again), states[4])
+
+
+def test_keyframe_budget_decides_what_is_stored(tmp_path):
+    def kinds(budget):
+        with EditHistory.open(tmp_path / f"{budget}.elderdb", tiny_editor(), keyframe_budget_s=budget) as h:
+            for i in range(3):
+                edit(h, i)
+        with sqlite3.connect(tmp_path / f"{budget}.elderdb") as db:
+            return sorted(k for (k,) in db.execute("SELECT kind FROM states"))
+    assert kinds(0.0) == ["base", "keyframe", "keyframe", "keyframe"]
+    assert kinds(1e9) == ["base", "head"]
+
+
+def test_probes_and_eval_runs_are_kept(built):
+    history, editor, _, _ = built
+    result = editor.probe(FACTS[1][0], FACTS[1][1], max_new_tokens=2)
+    history.keep_probe(result)
+    (kept,) = history.probes()
+    assert kept["edited_output"] == result.edited_output and kept["head"] == 4 and kept["nearest_seq"] in (1, 2, 3, 4)
+    history.record_eval_run({"reliability": 0.5}, {"epsilon": 12})
+    (ev,) = history.eval_runs()
+    assert ev["summary"] == {"reliability": 0.5} and ev["settings"] == {"epsilon": 12} and ev["head"] == 4
+
+
+def test_bundle_round_trip(built, tmp_path):
+    history, editor, states, outs = built
+    run(history.revert(3))
+    now, now_out = state(editor), probes(editor)
+    bundle = tmp_path / "x.elderbundle"
+    history.export_bundle(bundle)
+    loaded = load_bundle(bundle, tiny_loaded())
+    assert same_state(state(loaded), now) and probes(loaded) == now_out
+    fresh = tiny_editor()
+    imported = EditHistory.import_bundle(bundle, tmp_path / "imported.elderdb", fresh)
+    assert same_state(state(fresh), now) and probes(fresh) == now_out
+    assert [(e.seq, e.status) for e in imported.entries()] == [(e.seq, e.status) for e in history.entries()]
+    run(imported.rollback_to(1))  # replays from the bundle's base state
+    assert same_state(state(fresh), states[1])
+    imported.close()
+
+
+def test_migration_runner(tmp_path, monkeypatch):
+    path = tmp_path / "h.elderdb"
+    EditHistory.open(path, tiny_editor()).close()
+
+    def add_note_column(conn):
+        conn.exec_driver_sql("ALTER TABLE edits ADD COLUMN note TEXT")
+
+    monkeypatch.setattr(store_mod, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(schema, "MIGRATIONS", {1: add_note_column})
+    EditHistory.open(path, tiny_editor()).close()
+    with sqlite3.connect(path) as db:
+        assert "note" in [r[1] for r in db.execute("PRAGMA table_info(edits)")]
+        assert db.execute("SELECT value FROM info WHERE key='schema_version'").fetchone()[0] in (2, "2")
+
+    def broken(conn):
+        conn.exec_driver_sql("ALTER TABLE edits ADD COLUMN other TEXT")
+        raise RuntimeError("step failed")
+
+    monkeypatch.setattr(store_mod, "SCHEMA_VERSION", 3)
+    monkeypatch.setattr(schema, "MIGRATIONS", {2: broken})
+    with pytest.raises(HistoryError, match="step failed"):
+        EditHistory.open(path, tiny_editor())
+    with sqlite3.connect(path) as db:  # the failed step left the file at version 2, unchanged
+        assert "other" not in [r[1] for r in db.execute("PRAGMA table_info(edits)")]
+        assert db.execute("SELECT value FROM info WHERE key='schema_version'").fetchone()[0] in (2, "2")
+
+
+def test_keyed_profile_shares_frozen_experts_between_states(tmp_path):
+    from elder_engine import ElderEditor, get_profile, profile_names
+
+    if "keyed-experts" not in profile_names():
+        pytest.skip("no keyed-experts profile")
+    editor = ElderEditor(tiny_loaded(), get_profile("keyed-experts", max_steps=3, early_stop_loss=None))
+    history = open_tiny(tmp_path / "k.elderdb", editor, keyframe_budget_s=0.0)
+    states = [state(editor)]
+    for i in range(4):
+        edit(history, i)
+        states.append(state(editor))
+    with sqlite3.connect(history.path) as db:
+        blobs = db.execute("SELECT count(*) FROM tensor_blobs").fetchone()[0]
+        refs = sum(len(json.loads(t)) for (t,) in db.execute("SELECT tensors FROM states"))
+    assert blobs < 0.6 * refs  # each edit's frozen experts are stored once, not in every keyframe
+    for k in (2, 0, 4):
+        run(history.rollback_to(k))
+        assert same_state(state(editor), states[k])
+    history.close()
