@@ -1,0 +1,94 @@
+"""Keyed routing (the `keyed-experts` profile and its ablations) on tiny random models."""
+
+import torch
+
+from elder_engine.editor import EditRequest, ElderEditor
+from elder_engine.elder import get_profile
+from elder_engine.elder.keyed import KeyIndex
+from elder_engine.events import CancelToken, EditCancelled, EditStep
+from elder_engine.tokens import encode
+
+from tiny import tiny_loaded
+
+
+def make(profile="keyed-experts", **overrides):
+    cfg = get_profile(profile, num_edit_layers=2, **{"learning_rate": 5e-2, "max_steps": 30, **overrides})
+    return ElderEditor(tiny_loaded("llama"), cfg)
+
+
+def test_key_index_prefers_shared_rare_tokens_and_the_newest_on_ties():
+    index = KeyIndex()
+    index.add(0, [1, 2, 3, 9])
+    index.add(1, [4, 5, 3, 9])
+    assert index.nearest([1, 2, 9])[0] == 0
+    assert index.nearest([4, 5])[0] == 1
+    index.add(2, [1, 2, 3, 9])  # the same key again: the newer edit wins
+    owner, sim = index.nearest([1, 2, 3, 9])
+    assert owner == 2 and abs(sim - 1.0) < 1e-9
+    again = KeyIndex.from_tensors(index.to_tensors())
+    assert again.keys == index.keys and again.owners == index.owners
+    index.truncate(1)
+    assert index.owners == [0, 1][:1] and index.nearest([1, 2, 3, 9])[0] == 0
+
+
+def test_each_edit_gets_its_own_experts_and_earlier_ones_stay_frozen():
+    editor = make()
+    editor.apply(EditRequest("the capital of france is", "london"))
+    first = [tuple(t.clone() for t in layer.pool[0]) for layer in editor.tuner.elder_layers]
+    editor.apply(EditRequest("who wrote hamlet ?", "paris"))
+    assert all(len(layer.pool) == 2 for layer in editor.tuner.elder_layers)
+    for layer, (a, b) in zip(editor.tuner.elder_layers, first):
+        assert torch.equal(layer.pool[0][0], a) and torch.equal(layer.pool[0][1], b)
+    assert [e.preset for e in editor.edits] == [((0,), (0,)), ((1,), (1,))]
+
+
+def test_queries_route_to_their_edit_or_defer_to_the_base_model_exactly():
+    editor = make(scope_threshold=0.6)
+    editor.apply(EditRequest("the capital of france is", "london"))
+    editor.apply(EditRequest("who wrote hamlet ?", "paris"))
+    hit = editor.probe("the capital of france is", "london")
+    assert hit.fired and hit.nearest_edit == 0 and hit.similarity > 0.99 and hit.routing == "keyed"
+    assert hit.edited_output.startswith("london")
+    assert editor.probe("who wrote hamlet ?").nearest_edit == 1
+    miss = editor.probe("what colour is the sky ?", "london")
+    assert not miss.fired and miss.edited_output == miss.original_output
+    assert miss.edited_target_prob == miss.original_target_prob
+    batch = encode(editor.tokenizer, ["what colour is the sky ?"])
+    with torch.no_grad():
+        with editor.tuner.routing.session(expert_index=editor.expert_index(["what colour is the sky ?"])):
+            edited = editor.model(**batch.model_inputs()).logits
+        with editor.original():
+            base = editor.model(**batch.model_inputs()).logits
+    assert torch.equal(edited, base)
+
+
+def test_cancel_and_reload_restore_pool_and_keys(tmp_path):
+    editor = make()
+    editor.apply(EditRequest("the capital of france is", "london"))
+    token = CancelToken()
+    for event in editor.edit(EditRequest("who wrote hamlet ?", "paris"), token):
+        if isinstance(event, EditStep) and event.step == 2:
+            token.cancel()
+    assert isinstance(event, EditCancelled)
+    assert all(len(layer.pool) == 1 for layer in editor.tuner.elder_layers)
+    assert len(editor.tuner.key_index.keys) == 1 and len(editor.edits) == 1
+    editor.apply(EditRequest("who wrote hamlet ?", "paris"))
+    editor.save(tmp_path / "s.safetensors")
+    again = ElderEditor.from_state(tiny_loaded("llama"), tmp_path / "s.safetensors")
+    for q in ("the capital of france is", "who wrote hamlet ?", "what colour is the sky ?"):
+        assert again.probe(q, "paris") == editor.probe(q, "paris")
+
+
+def test_key_scope_gates_the_paper_router():
+    editor = make("paper+key-scope", learning_rate=5e-3, scope_threshold=0.6)
+    editor.apply(EditRequest("the capital of france is", "london"))
+    assert editor.probe("the capital of france is").fired
+    assert not editor.probe("what colour is the sky ?").fired  # the Hamming check alone would fire
+    editor.tuner.config_elder = editor.config.replace(key_scope=False)
+    assert editor.probe("what colour is the sky ?").fired
+
+
+def test_own_experts_ablation_fires_for_everything():
+    editor = make("own-experts")
+    editor.apply(EditRequest("the capital of france is", "london"))
+    assert editor.probe("what colour is the sky ?").fired
