@@ -31,7 +31,7 @@ MAX_TARGET_TOKENS = 64
 # Settings one edit may change; the layer layout (L, N, r, k) is fixed for an engine's life.
 TRAINING_SETTINGS = ("guide_lambda", "learning_rate", "max_steps", "early_stop_loss", "max_batch")
 # Settings that act at inference only (the deferral check); changing them retrains nothing.
-INFERENCE_SETTINGS = ("deferral", "epsilon")
+INFERENCE_SETTINGS = ("deferral", "epsilon", "scope_threshold")
 
 
 @dataclass(frozen=True)
@@ -286,12 +286,15 @@ class ElderEditor:
         return editor
 
     def set_inference(self, **changes) -> None:
-        """Change the deferral switch or epsilon (INFERENCE_SETTINGS); no retraining needed."""
+        """Change the deferral switch, epsilon or the keyed scope threshold (INFERENCE_SETTINGS);
+        no retraining needed."""
         unknown = set(changes) - set(INFERENCE_SETTINGS)
         if unknown:
             raise EditRequestError(f"These settings are not inference settings: {', '.join(sorted(unknown))}")
         if "epsilon" in changes and int(changes["epsilon"]) < 0:
             raise EditRequestError("epsilon must not be negative.")
+        if "scope_threshold" in changes and not 0.0 <= float(changes["scope_threshold"]) <= 1.0:
+            raise EditRequestError("scope_threshold is a cosine similarity: choose a value from 0 to 1.")
         self.tuner.config_elder = dataclasses.replace(self.config, **changes)
 
     @torch.no_grad()
