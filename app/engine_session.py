@@ -22,6 +22,7 @@ from elder_engine import (
     LoadSettings, Progress, get_profile, load_model, profile_names,
 )
 
+from . import runtime
 from .projection import project
 from .worker import JobCancelled, JobContext
 
@@ -105,6 +106,8 @@ class RouterMapData:
     epsilon: int
     deferral: bool
     note: str = ""                            # why there is nothing to show, if so
+    probe_routes: tuple = ()                  # keyed routing: edit index each probe uses (-1: none)
+    keyed: bool = False
 
 
 def _blocks(layers) -> tuple:
@@ -140,7 +143,9 @@ class EngineSession:
             history = EditHistory.open(path, editor)
         self.close()
         self.loaded, self.editor, self.history, self.settings = loaded, editor, history, settings
-        return self.info(), self.history_state()
+        yield LoadMessage("Finishing...")
+        runtime.settle_heap()
+        return self.info(), self.history_state(with_probes=True)
 
     def default_history_path(self, fingerprint: str, profile: str = DEFAULT_PROFILE) -> Path:
         """One history per model (and per engine profile, whose states are not interchangeable)."""
@@ -191,11 +196,13 @@ class EngineSession:
             raise HistoryError("No edit history is open. Open or create one from the File menu.")
 
     # ---------------------------------------------------------------- history
-    def history_state(self) -> HistoryState:
+    def history_state(self, with_probes: bool = False) -> HistoryState:
+        """The open history as the GUI shows it; `with_probes` adds the queries probed in
+        earlier sessions (read when a history is opened)."""
         if self.history is None:
             return HistoryState(None, available=EditHistory is not None)
         return HistoryState(str(self.history.path), tuple(self.history.entries()), int(self.history.head),
-                            probes=self._recent_probes())
+                            probes=self._recent_probes() if with_probes else ())
 
     def open_history(self, ctx: JobContext, path: str, create: bool) -> Iterator:
         self._need_model()
@@ -207,7 +214,7 @@ class EngineSession:
         history = EditHistory.open(path, self.editor)
         self.close()
         self.history = history
-        return self.history_state()
+        return self.history_state(with_probes=True)
 
     def history_action(self, ctx: JobContext, action: str, seq: Optional[int] = None) -> Iterator:
         """rollback_to / revert / undo / redo, with the history's progress events."""
@@ -233,7 +240,7 @@ class EngineSession:
         history = EditHistory.import_bundle(bundle, db_path, self.editor)
         self.close()
         self.history = history
-        return self.history_state()
+        return self.history_state(with_probes=True)
 
     # ------------------------------------------------------------ edit / probe
     def validate(self, prompt: str, target: str, paraphrases: tuple = (), locality: tuple = ()) -> None:
@@ -290,29 +297,37 @@ class EngineSession:
         return ProbeView(result)
 
     def router_map(self, ctx: JobContext, probe_prompts: tuple, method: str = "t-SNE") -> RouterMapData:
-        """Every active edit and the given probes, projected to 2-D by their router weights."""
+        """Every active edit and the given probes, projected to 2-D by their router weights
+        (keyed routing: by the per-edit gates, so queries that use the same experts coincide)."""
         self._need_model()
         cfg = self.editor.config
-        if getattr(cfg, "routing", "router") == "keyed":
-            return RouterMapData((), (), (), (), (), method, cfg.epsilon, cfg.deferral, note=(
-                f"The '{cfg.profile}' profile routes each query by key similarity to one edit's own experts, "
-                "so there are no shared router weights to map. Use a router profile (e.g. 'paper') to see it."))
+        keyed = getattr(cfg, "routing", "router") == "keyed"
         edits = list(self.editor.edits)
         prompts = [e.prompt for e in edits] + list(probe_prompts)
-        weights = np.asarray(self.editor.route(prompts) if prompts else np.zeros((0, 1, 1)), dtype=float)
-        fired, hamming = [], []
+        weights = [np.asarray(w, dtype=float) for w in (self.editor.route(prompts) if prompts else [])]
+        flat = np.asarray([w.reshape(-1) for w in weights]).reshape(len(prompts), -1)
+        fired, hamming, routes = [], [], []
         codes = np.asarray([e.code for e in edits], dtype=int).reshape(len(edits), -1)
         for w in weights[len(edits):]:
+            if keyed:
+                used = np.flatnonzero(w.sum(axis=0) > 0) if w.size else np.array([], dtype=int)
+                routes.append(int(used[0]) if len(used) else -1)
+                fired.append(bool(len(used)))
+                hamming.append(None)
+                continue
             top = np.argsort(-w, axis=1)[:, : cfg.top_k]
             code = np.zeros_like(w, dtype=int)
             np.put_along_axis(code, top, 1, axis=1)
             d = int(np.abs(codes - code.reshape(1, -1)).sum(1).min()) if len(edits) else None
             hamming.append(d)
+            routes.append(-1)
             fired.append(not cfg.deferral or (bool(edits) and d < cfg.epsilon))
         if len(prompts) < 4:
             method = "PCA"    # t-SNE needs a few points; PCA is exact for two or three
-        coords = project(weights.reshape(len(prompts), -1), method) if prompts else np.zeros((0, 2))
+        coords = project(flat, method) if prompts else np.zeros((0, 2))
+        if keyed and len(coords):   # identical gate vectors would hide each other: spread them a little
+            coords = coords + np.random.default_rng(0).normal(0, 0.02 * (np.ptp(coords) or 1.0), coords.shape)
         return RouterMapData(
             edit_prompts=tuple(e.prompt for e in edits), probe_prompts=tuple(probe_prompts),
             coords=tuple(map(tuple, coords.tolist())), probe_fired=tuple(fired), probe_hamming=tuple(hamming),
-            method=method, epsilon=cfg.epsilon, deferral=cfg.deferral)
+            method=method, epsilon=cfg.epsilon, deferral=cfg.deferral, probe_routes=tuple(routes), keyed=keyed)

@@ -8,7 +8,6 @@ for the float32 default model; about 4 bytes per parameter in general) and is fr
 
 from __future__ import annotations
 
-import gc
 import os
 import time
 from dataclasses import dataclass, field
@@ -75,8 +74,7 @@ def evaluate(ctx: JobContext, session: EngineSession, data_path: str, n_edits: i
             final = event
             yield event
     finally:
-        editor = loaded = None
-        gc.collect()
+        editor = loaded = None   # freed by reference counting; no full GC pass (it stalls every thread)
     return EvalRun(report.path, report.format, report.sha256, len(report.skipped), config.elder_fields(),
                    final.detail["result"], dict(final.detail.get("checkpoints") or {}), tuple(records),
                    time.perf_counter() - started)

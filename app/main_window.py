@@ -11,7 +11,7 @@ from PySide6.QtWidgets import (
     QFileDialog, QMainWindow, QMessageBox, QScrollArea, QSplitter, QTabWidget, QVBoxLayout, QWidget,
 )
 
-from . import __version__
+from . import __version__, runtime
 from .controller import Workbench
 from .menus import build_menus
 from .messages import UserMessage
@@ -33,6 +33,7 @@ HISTORY_FILTER = "Edit histories (*.elderdb *.sqlite *.db);;All files (*)"
 class MainWindow(QMainWindow):
     def __init__(self, settings: AppSettings, data_dir: Path, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
+        runtime.configure()
         self.settings = settings
         self.setWindowTitle("ELDER Workbench")
         self.bench = Workbench(data_dir, settings.threads(), self)
@@ -56,7 +57,7 @@ class MainWindow(QMainWindow):
         left = QScrollArea()
         left.setWidgetResizable(True)
         left.setWidget(self.edit_panel)
-        left.setMinimumWidth(430)
+        left.setMinimumWidth(390)
         left.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(False)
@@ -127,8 +128,7 @@ class MainWindow(QMainWindow):
 
     def _restore(self) -> None:
         geometry = self.settings.geometry("geometry")
-        if geometry is not None:
-            self.restoreGeometry(geometry)
+        self.restored_geometry = geometry is not None and self.restoreGeometry(geometry)
         splitter = self.settings.geometry("splitter")
         if splitter is not None:
             self.splitter.restoreState(splitter)
@@ -217,6 +217,7 @@ class MainWindow(QMainWindow):
         blocks = list(info.blocks)
         labels = [f"B{b}" for b in blocks] if blocks else None
         self.edit_panel.plot.set_layer_labels(labels)
+        self.edit_panel.plot.set_keyed(info.keyed)
         self.probe_panel.router.set_layer_labels(labels)
         self.status.activity.setText(f"Loaded {info.display_name}")
         self._update_enabled()

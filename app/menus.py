@@ -44,7 +44,7 @@ def build_menus(w) -> Actions:
     """`w` is the MainWindow; its slots are connected here."""
     bar = w.menuBar()
     file = bar.addMenu("&File")
-    open_folder = _action(w, "Open model &folder…", w.ask_open_folder, QKeySequence.Open,
+    open_folder = _action(w, "Open model &folder…", w.ask_open_folder, "Ctrl+O",
                           "Load a Hugging Face model folder (config.json + weights)")
     open_gguf = _action(w, "Open &GGUF file…", w.ask_open_gguf, "Ctrl+Shift+O", "Load a .gguf model file")
     open_default = _action(w, "Open the &default model", lambda: w.load_model("default"), None,
@@ -66,12 +66,13 @@ def build_menus(w) -> Actions:
     file.addAction(export_bundle)
     file.addAction(import_bundle)
     file.addSeparator()
-    quit_action = _action(w, "&Quit", w.close, QKeySequence.Quit)
+    quit_action = _action(w, "&Quit", w.close, "Ctrl+Q")
     file.addAction(quit_action)
 
     edit = bar.addMenu("&Edit")
-    undo = _action(w, "&Undo last edit", lambda: w.history_action("undo", 0), QKeySequence.Undo)
-    redo = _action(w, "&Redo", lambda: w.history_action("redo", 0), QKeySequence.Redo)
+    undo = _action(w, "&Undo last edit", lambda: w.history_action("undo", 0), "Ctrl+Z")
+    redo = _action(w, "&Redo", lambda: w.history_action("redo", 0), "Ctrl+Shift+Z")
+    redo.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
     apply_edit = _action(w, "&Apply edit", w.edit_panel.request_apply, "Ctrl+Return", "Train the edit in the form")
     probe = _action(w, "&Probe", w.focus_probe, "Ctrl+P", "Go to the probe query")
     cancel = _action(w, "&Cancel running job", w.cancel_job, "Esc")
@@ -86,7 +87,7 @@ def build_menus(w) -> Actions:
         tabs.append(action)
 
     help_menu = bar.addMenu("&Help")
-    about = _action(w, "&About ELDER Workbench", w.show_about, QKeySequence.HelpContents)
+    about = _action(w, "&About ELDER Workbench", w.show_about, "F1")
     help_menu.addAction(about)
     return Actions(open_folder, open_gguf, open_default, recent, open_history, new_history, export_bundle,
                    import_bundle, quit_action, undo, redo, apply_edit, probe, cancel, about, tabs)

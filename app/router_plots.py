@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import numpy as np
-from matplotlib.colors import LinearSegmentedColormap, ListedColormap
+from matplotlib.colors import ListedColormap
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
@@ -84,7 +84,8 @@ class CodeGrid:
         self.marks = None
         self.shape: Optional[tuple[int, int]] = None
 
-    def _build(self, layers: int, experts: int, labels: Optional[Sequence[str]] = None) -> None:
+    def _build(self, layers: int, experts: int, labels: Optional[Sequence[str]] = None,
+               columns: Optional[Sequence[str]] = None) -> None:
         ax = self.ax
         ax.clear()
         ax.grid(False)
@@ -94,7 +95,8 @@ class CodeGrid:
         self.image = ax.imshow(np.zeros((layers, experts)), cmap=self.cmap, vmin=0, vmax=1, aspect="auto",
                                interpolation="nearest")
         ax.set_xticks(range(experts))
-        ax.set_xticklabels([f"E{j + 1}" for j in range(experts)])
+        ax.set_xticklabels(list(columns) if columns else [f"E{j + 1}" for j in range(experts)],
+                           fontsize=7 if experts > 6 else None)
         ax.set_yticks(range(layers))
         ax.set_yticklabels(list(labels) if labels else [f"L{i + 1}" for i in range(layers)])
         ax.set_xticks(np.arange(-0.5, experts), minor=True)
@@ -105,14 +107,15 @@ class CodeGrid:
         self.marks = ax.scatter([], [], s=150, marker="s", facecolors="none", edgecolors=style.ERROR, linewidths=1.6)
         self.empty = ax.text(0.5, 0.5, "", transform=ax.transAxes, ha="center", va="center", color=style.MUTED,
                              fontsize=8, wrap=True)
-        self.shape = (layers, experts)
 
     def update(self, code: Optional[Sequence[int]], layers: int, experts: int,
                reference: Optional[Sequence[int]] = None, title: Optional[str] = None,
-               empty_text: str = "no edit", labels: Optional[Sequence[str]] = None) -> None:
-        if self.shape != (layers, experts) or labels != getattr(self, "labels", None):
-            self._build(layers, experts, labels)
-            self.labels = labels
+               empty_text: str = "no edit", labels: Optional[Sequence[str]] = None,
+               columns: Optional[Sequence[str]] = None) -> None:
+        key = (layers, experts, tuple(labels or ()), tuple(columns or ()))
+        if key != self.shape:
+            self._build(layers, experts, labels, columns)
+            self.shape = key
         self.ax.set_title(title or self.title, fontsize=8.5)
         if code is None:
             self.image.set_data(np.zeros((layers, experts)))
@@ -132,53 +135,38 @@ class CodeGrid:
             self.marks.set_offsets(np.empty((0, 2)))
 
 
-class RouterHeatmap:
-    """The router softmax as an L x N heat map (compact), highlighted cells outlined."""
 
-    def __init__(self, ax, outline_color: str = style.EDIT, cmap=None) -> None:
-        self.ax = ax
-        self.outline = outline_color
-        self.cmap = cmap or LinearSegmentedColormap.from_list("router", ["#ffffff", style.ACCENT_LIGHT, "#7fa6d3"])
-        self.shape: Optional[tuple[int, int]] = None
-        self.image = None
-        self.texts = []
+def draw_similarity_gauge(ax, similarity: Optional[float], threshold: float, fired: bool) -> None:
+    """Keyed routing's decision on one axes: the key similarity to the nearest edit as a bar
+    from 0 to 1, and the scope threshold it must reach."""
+    ax.clear()
+    ax.set_xlim(0, 1)
+    ax.set_ylim(-1.6, 1.6)
+    ax.set_yticks([])
+    ax.grid(axis="y", visible=False)
+    ax.spines["left"].set_visible(False)
+    ax.set_xlabel("key similarity to the nearest edit (TF-IDF cosine over token ids)")
+    color = style.FIRED if fired else style.DEFERRED
+    ax.barh([0], [1.0], height=0.55, color="#eef1f5", zorder=1)
+    ax.axvspan(threshold, 1.0, ymin=0.05, ymax=0.95, color=style.FIRED_BG, zorder=0)
+    ax.axvspan(0.0, threshold, ymin=0.05, ymax=0.95, color=style.DEFERRED_BG, zorder=0)
+    ax.text((1 + threshold) / 2, 1.25, "fires: the edit's experts", ha="center", fontsize=8, color=style.FIRED)
+    ax.text(threshold / 2, 1.25, "defers", ha="center", fontsize=8, color=style.DEFERRED)
+    if similarity is not None:
+        ax.barh([0], [similarity], height=0.55, color=color, zorder=2)
+        ax.plot([similarity], [0], marker="o", ms=7, color="white", mec=color, mew=2, zorder=4, clip_on=False)
+        ax.text(similarity, -0.55, f"{similarity:.2f}", ha="center", va="top", fontsize=9.5, fontweight="bold",
+                color=color)
+    else:
+        ax.text(0.5, -0.6, "no edits yet", ha="center", va="top", color=style.MUTED)
+    ax.axvline(threshold, color=style.TEXT, lw=1.2, ls=(0, (4, 3)), zorder=3)
+    ax.text(threshold, -1.45, f"threshold {threshold:.2f}", fontsize=8, color=style.TEXT, ha="center")
 
-    def _build(self, layers: int, experts: int, labels: Optional[Sequence[str]]) -> None:
-        ax = self.ax
-        ax.clear()
-        ax.grid(False)
-        for side in ax.spines.values():
-            side.set_visible(False)
-        self.image = ax.imshow(np.zeros((layers, experts)), cmap=self.cmap, vmin=0, vmax=0.6, aspect="auto",
-                               interpolation="nearest")
-        ax.set_xticks(range(experts))
-        ax.set_xticklabels([f"E{j + 1}" for j in range(experts)])
-        ax.set_yticks(range(layers))
-        ax.set_yticklabels(list(labels) if labels else [f"L{i + 1}" for i in range(layers)])
-        ax.tick_params(length=0)
-        ax.set_xticks(np.arange(-0.5, experts), minor=True)
-        ax.set_yticks(np.arange(-0.5, layers), minor=True)
-        ax.grid(which="minor", color="white", linewidth=1.5)
-        ax.tick_params(which="minor", length=0)
-        self.marks = ax.scatter([], [], s=250, marker="s", facecolors="none", edgecolors=self.outline,
-                                linewidths=1.8)
-        self.texts = [[ax.text(j, i, "", ha="center", va="center", fontsize=7) for j in range(experts)]
-                      for i in range(layers)]
-        self.shape = (layers, experts)
 
-    def update(self, weights, highlight, labels: Optional[Sequence[str]] = None) -> None:
-        w = np.asarray(weights, dtype=float)
-        if w.ndim != 2 or w.size == 0:
-            return
-        layers, experts = w.shape
-        if self.shape != (layers, experts):
-            self._build(layers, experts, labels)
-        self.image.set_data(w)
-        vmax = max(0.5, float(w.max()))
-        self.image.set_clim(0, vmax)
-        for i in range(layers):
-            for j in range(experts):
-                self.texts[i][j].set_text(f"{w[i, j]:.2f}")
-                self.texts[i][j].set_color(style.TEXT)
-        cells = [(int(j), i) for i, row in enumerate(highlight) for j in row]
-        self.marks.set_offsets(np.asarray(cells, dtype=float) if cells else np.empty((0, 2)))
+def keyed_columns(n: int, focus: Optional[int], width: int = 12) -> list[int]:
+    """Which of n per-edit expert sets to show: all if few, else `width` around `focus`."""
+    if n <= width:
+        return list(range(n))
+    focus = n - 1 if focus is None else focus
+    start = min(max(0, focus - width // 2), n - width)
+    return list(range(start, start + width))

@@ -21,8 +21,11 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from elder_engine import CancelToken
 
+from .runtime import lower_thread_priority
+
 log = logging.getLogger(__name__)
 _ids = itertools.count(1)
+WORKER_NICE = 4   # below the GUI thread, above the plot renderer
 
 
 @dataclass
@@ -51,6 +54,10 @@ class JobContext:
 
 class _Runner(QObject):
     """Lives in the worker thread; runs one job at a time, in submission order."""
+
+    @Slot()
+    def thread_started(self) -> None:
+        lower_thread_priority(WORKER_NICE)
 
     started = Signal(int)
     progress = Signal(int, object)
@@ -99,6 +106,7 @@ class Worker(QObject):
         self._runner = _Runner()
         self._runner.moveToThread(self._thread)
         self._dispatch.connect(self._runner.run)
+        self._thread.started.connect(self._runner.thread_started)
         self._runner.started.connect(self._on_started)
         self._runner.progress.connect(self._on_progress)
         self._runner.done.connect(self._on_done)

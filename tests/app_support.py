@@ -63,6 +63,26 @@ def wait_until(predicate, timeout_s: float = 60.0) -> None:
         raise Timeout(f"condition not met within {timeout_s} s")
 
 
+class StallMeter:
+    """Longest gap between 5 ms GUI-thread timer ticks while the block runs."""
+
+    def __enter__(self):
+        import time
+        self.timer = QTimer(interval=5)
+        self.last, self.longest_ms, self.ticks = time.perf_counter(), 0.0, 0
+
+        def tick():
+            now = time.perf_counter()
+            self.longest_ms = max(self.longest_ms, (now - self.last) * 1000 - 5)
+            self.last, self.ticks = now, self.ticks + 1
+        self.timer.timeout.connect(tick)
+        self.timer.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.timer.stop()
+
+
 def make_window(tmp: Path, *, load: bool = True):
     from app import style
     from app.main_window import MainWindow
@@ -85,7 +105,9 @@ def close_window(window) -> None:
 
 
 def idle(window, timeout_s: float = 120.0) -> None:
-    wait_until(lambda: not window.bench.busy, timeout_s)
+    """No job in the worker and every figure drawn and shown."""
+    from app.render import render_idle
+    wait_until(lambda: not window.bench.busy and render_idle(), timeout_s)
 
 
 def probe(window, query: str, target: str = "", tokens: int = 6):
@@ -113,6 +135,8 @@ def apply_edit(window, prompt: str, target: str, **fields):
 
 def save_screenshot(widget, name: str) -> Path:
     """Grab `widget`, save it under tests/_artifacts/, and check it is not blank."""
+    from app.render import render_idle
+    wait_until(render_idle, 60)
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
     pixmap = widget.grab()

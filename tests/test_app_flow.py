@@ -5,7 +5,7 @@ and a screenshot of every panel. The tests share one window and run in file orde
 import pytest
 
 from app_support import (
-    ARTIFACTS, apply_edit, close_window, idle, make_window, probe, save_screenshot, wait_signal, wait_until,
+    ARTIFACTS, StallMeter, apply_edit, close_window, idle, make_window, probe, save_screenshot, wait_signal, wait_until,
 )
 
 pytestmark = pytest.mark.real_model
@@ -49,8 +49,12 @@ def test_loads_default_model_with_its_history(wb):
 def test_edit_a_fact_then_probe_shows_the_new_answer(wb):
     steps = []
     wb.bench.edit_step.connect(steps.append)
-    outcome = apply_edit(wb, *FACT, locality=["Water boils at"])
+    with StallMeter() as meter:          # the model works in the worker: the GUI keeps ticking
+        outcome = apply_edit(wb, *FACT, locality=["Water boils at"])
     wb.bench.edit_step.disconnect(steps.append)
+    # benchmarks/gui_stall.py holds the 100 ms budget; here only a gross regression (model
+    # work on the GUI thread takes seconds) fails, so a busy test machine does not.
+    assert meter.ticks > 50 and meter.longest_ms < 400, meter.longest_ms
     assert steps and steps[0].step == 1 and wb.edit_panel.plot.steps        # live progress reached the panel
     assert outcome.edit.prompt == FACT[0] and len(outcome.locality) == 1
     assert wb.edit_panel.result.kind == "fired" and "Edit applied" in wb.edit_panel.result.headline.text()
@@ -58,7 +62,8 @@ def test_edit_a_fact_then_probe_shows_the_new_answer(wb):
     assert view.result.query == FACT[0] and view.result.fired
     assert "Rome" in _edited(wb) and "Paris" in _original(wb)
     assert view.result.edited_target_prob > view.result.original_target_prob
-    assert wb.probe_panel.verdict.kind == "fired" and "Hamming" in wb.probe_panel.verdict.detail.text()
+    detail = wb.probe_panel.verdict.detail.text()
+    assert wb.probe_panel.verdict.kind == "fired" and ("Hamming" in detail or "similarity" in detail)
     # the history row
     model = wb.history_panel.model
     assert model.rowCount() == 1
@@ -68,10 +73,18 @@ def test_edit_a_fact_then_probe_shows_the_new_answer(wb):
     assert "1 edit" in wb.status.edits.text()
 
 
-def test_a_deferred_query_keeps_the_original_answer(wb):
+def _set_inference(wb, **values):
     advanced = wb.edit_panel.advanced
-    advanced.epsilon.setValue(1)                 # fire only on an exact code match
+    advanced.epsilon.setValue(values.get("epsilon", advanced.epsilon.value()))
+    advanced.scope.setValue(values.get("scope_threshold", advanced.scope.value()))
     wait_signal(wb.bench.info_changed, advanced.epsilon.editingFinished.emit, 60)
+
+
+def test_a_deferred_query_keeps_the_original_answer(wb):
+    config = dict(wb.bench.info.config)
+    keyed = config.get("routing") == "keyed"
+    if not keyed:
+        _set_inference(wb, epsilon=1)        # the paper's codes: fire only on an exact match
     try:
         deferred = None
         for query in UNRELATED:
@@ -79,15 +92,25 @@ def test_a_deferred_query_keeps_the_original_answer(wb):
             if not view.result.fired:
                 deferred = view
                 break
-        assert deferred is not None, "no unrelated query was deferred at epsilon 1"
+        assert deferred is not None, "no unrelated query was deferred"
         assert wb.probe_panel.verdict.kind == "deferred"
         assert "Deferred to the original model" in wb.probe_panel.verdict.headline.text()
         assert deferred.result.edited_output == deferred.result.original_output
         assert _edited(wb) == _original(wb)
     finally:
-        advanced.epsilon.setValue(12)
-        wait_signal(wb.bench.info_changed, advanced.epsilon.editingFinished.emit, 60)
-    assert wb.bench.info.config["epsilon"] == 12
+        if not keyed:
+            _set_inference(wb, epsilon=config["epsilon"])
+    assert wb.bench.info.config["epsilon"] == config["epsilon"]
+
+
+def test_the_deferral_setting_reaches_the_engine(wb):
+    config = dict(wb.bench.info.config)
+    _set_inference(wb, epsilon=3, scope_threshold=0.9)
+    try:
+        assert wb.bench.info.config["epsilon"] == 3 and wb.bench.info.config["scope_threshold"] == 0.9
+    finally:
+        _set_inference(wb, epsilon=config["epsilon"], scope_threshold=config["scope_threshold"])
+    assert wb.bench.info.config["scope_threshold"] == config["scope_threshold"]
 
 
 def test_cancel_an_edit_midway_leaves_the_model_as_it_was(wb):
@@ -124,14 +147,13 @@ def test_screenshots_of_every_panel_after_a_real_edit(wb):
     save_screenshot(wb, "window")
     save_screenshot(wb.edit_panel, "edit_panel")
     save_screenshot(wb.probe_panel, "probe_panel")
-    wb.probe_panel.router.export_png(ARTIFACTS / "router_view_export.png")
+    (exported,) = wait_signal(wb.probe_panel.router.exported,
+                              lambda: wb.probe_panel.router.export_png(ARTIFACTS / "router_view_export"), 60)
+    assert exported.endswith("router_view_export.png")
     wait_signal(wb.bench.map_ready, lambda: wb.tabs.setCurrentIndex(1), 120)
     idle(wb)
     assert wb.map_panel.plot.points, "the router map shows no points"
     save_screenshot(wb.map_panel, "router_map_panel")
-    wb.tabs.setCurrentIndex(2)
-    wb.history_panel.select_seq(1)
-    save_screenshot(wb.history_panel, "history_panel")
     wb.tabs.setCurrentIndex(3)
     eval_panel = wb.eval_panel
     from app.panels.eval_panel import SAMPLES
@@ -163,6 +185,7 @@ def test_rollback_undo_and_redo_through_the_history(wb):
     idle(wb)
     statuses = [e.status for e in wb.history_panel.model.entries]
     assert statuses == ["applied", "rolled_back"]
+    save_screenshot(wb.history_panel, "history_panel")
     view = probe(wb, SECOND[0])
     assert "Italian" not in view.result.edited_output
     assert view.result.edited_output == view.result.original_output     # the original answer is back
@@ -189,4 +212,17 @@ def test_history_filter_and_revert(wb):
     wait_signal(wb.bench.history_changed, panel.revert_button.click, 180)
     idle(wb)
     assert [e.status for e in panel.model.entries] == ["applied", "reverted"]
+    assert "Rome" in probe(wb, FACT[0]).result.edited_output
+
+
+def test_export_and_import_a_bundle(wb, tmp_path):
+    before = [(e.seq, e.prompt, e.status) for e in wb.history_panel.model.entries]
+    bundle = tmp_path / "edits.elderbundle"
+    (message,) = wait_signal(wb.bench.message, lambda: wb.bench.export_bundle(str(bundle)), 120)
+    assert message.level == "info" and bundle.is_file()
+    database = tmp_path / "imported.elderdb"
+    wait_signal(wb.bench.history_changed, lambda: wb.bench.import_bundle(str(bundle), str(database)), 180)
+    idle(wb)
+    assert wb.bench.history.path == str(database)
+    assert [(e.seq, e.prompt, e.status) for e in wb.history_panel.model.entries] == before
     assert "Rome" in probe(wb, FACT[0]).result.edited_output

@@ -37,6 +37,7 @@ class AdvancedSettings(QWidget):
         self.max_batch = QSpinBox(minimum=1, maximum=64)
         self.deferral = QCheckBox("defer when no edit is near")
         self.epsilon = QSpinBox(minimum=0, maximum=1024)
+        self.scope = QDoubleSpinBox(decimals=2, minimum=0.0, maximum=1.0, singleStep=0.05)
         self.architecture = QLabel("—")
         self.architecture.setProperty("role", "hint")
         self.architecture.setWordWrap(True)
@@ -48,6 +49,7 @@ class AdvancedSettings(QWidget):
             self.guide_lambda: "λ: weight of the guided loss that pushes the router to the edit's preset experts",
             self.max_batch: "Prompt plus training paraphrases per step, at most",
             self.epsilon: "Experts fire only when the query's code is within this Hamming distance of an edit's",
+            self.scope: "Keyed routing: an edit's experts fire only when the query's key similarity reaches this",
         }
         for widget, tip in tips.items():
             widget.setToolTip(tip)
@@ -68,6 +70,7 @@ class AdvancedSettings(QWidget):
         form.addRow("Max batch", self.max_batch)
         form.addRow("Deferral", self.deferral)
         form.addRow("ε (Hamming)", self.epsilon)
+        form.addRow("Scope (similarity)", self.scope)
         form.addRow("Layers", self.architecture)
 
         self.fill_from_profile(DEFAULT_PROFILE)
@@ -80,6 +83,7 @@ class AdvancedSettings(QWidget):
         self.early_stop.toggled.connect(self._training_changed)
         self.deferral.toggled.connect(self._inference_changed)
         self.epsilon.editingFinished.connect(self._inference_changed)
+        self.scope.editingFinished.connect(self._inference_changed)
         self._quiet = False
 
     # ------------------------------------------------------------------ values
@@ -130,9 +134,11 @@ class AdvancedSettings(QWidget):
         self.set_profile(str(config.get("profile", DEFAULT_PROFILE)))
         keyed = config.get("routing", "router") == "keyed"
         self.epsilon.setEnabled(not keyed)
-        self.epsilon.setToolTip("Not used by keyed routing (it uses a key-similarity threshold)" if keyed else
-                                "Experts fire only when the query's code is within this Hamming distance of an edit's")
+        self.scope.setEnabled(keyed or bool(config.get("key_scope")))
         self.deferral.blockSignals(True)
+        self.scope.blockSignals(True)
+        self.scope.setValue(float(config.get("scope_threshold", 0.5)))
+        self.scope.blockSignals(False)
         self.epsilon.blockSignals(True)
         self.deferral.setChecked(bool(config.get("deferral", True)))
         bits = int(config.get("num_edit_layers", 6)) * int(config.get("num_experts", 4))
@@ -151,5 +157,9 @@ class AdvancedSettings(QWidget):
         if not self._quiet:
             self.training_changed.emit(self.training())
 
+    def inference(self) -> dict:
+        return {"deferral": self.deferral.isChecked(), "epsilon": self.epsilon.value(),
+                "scope_threshold": round(self.scope.value(), 4)}
+
     def _inference_changed(self, *_args) -> None:
-        self.inference_changed.emit({"deferral": self.deferral.isChecked(), "epsilon": self.epsilon.value()})
+        self.inference_changed.emit(self.inference())

@@ -23,8 +23,8 @@ from ..eval_session import METRICS
 from ..plots import PlotWidget
 
 SAMPLES = Path(__file__).resolve().parents[2] / "resources" / "samples"
-ITEM_COLUMNS = (("#", 36), ("Prompt", 0), ("Target", 110), ("Output after all edits", 170), ("Rel.", 58),
-                ("Gen.", 58), ("Loc.", 58))
+ITEM_COLUMNS = (("#", 34), ("Prompt", 0), ("Target", 100), ("Output after all edits", 150), ("Rel.", 52),
+                ("Gen.", 52), ("Loc.", 52))
 CURVE_METRICS = (("reliability", style.ACCENT), ("generalization", style.EDIT), ("locality", style.FIRED))
 
 
@@ -49,11 +49,16 @@ def _fmt(value: float, key: str) -> str:
 class EvalCurve(PlotWidget):
     def __init__(self, parent=None) -> None:
         super().__init__("Metrics after n edits", parent, height=3.2, width=5.5)
+
+    def build(self) -> None:
         self.ax = self.figure.add_subplot(111)
         self.figure.subplots_adjust(left=0.11, right=0.97, top=0.86, bottom=0.15)
-        self.clear()
+        self._clear()
 
     def clear(self) -> None:
+        self.call(self._clear)
+
+    def _clear(self) -> None:
         self.ax.clear()
         self.ax.set_xlabel("edits applied")
         self.ax.set_ylabel("score (%)")
@@ -61,11 +66,14 @@ class EvalCurve(PlotWidget):
         self.ax.set_xticks([])
         self.ax.text(0.5, 0.5, "Run an evaluation to see the curve", transform=self.ax.transAxes, ha="center",
                      va="center", color=style.MUTED)
-        self.redraw()
 
     def show_run(self, run) -> None:
-        self.ax.clear()
         points = run.curve()
+        self.call(lambda: self._draw_run(points))
+
+    def _draw_run(self, points: dict) -> None:
+        """Render thread."""
+        self.ax.clear()
         xs = list(points)
         for key, color in CURVE_METRICS:
             ys = [100 * getattr(points[n], key) for n in xs]
@@ -76,7 +84,6 @@ class EvalCurve(PlotWidget):
         self.ax.set_xlim(0, max(xs) + 1 if xs else 1)
         self.ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         self.ax.legend(loc="lower left", ncol=3, bbox_to_anchor=(0, 1.0))
-        self.redraw()
 
 
 class EvalPanel(QWidget):
@@ -133,8 +140,9 @@ class EvalPanel(QWidget):
             item = QTableWidgetItem("—")
             item.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
             self.table.setItem(row, 1, item)
-        self.table.verticalHeader().setDefaultSectionSize(24)
-        self.table.setFixedHeight(24 * len(METRICS) + 32)
+        self.table.verticalHeader().setDefaultSectionSize(23)
+        self.table.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.table.setFixedHeight(23 * len(METRICS) + 36)
         self.curve = EvalCurve()
         self.export_button = QPushButton("Export CSV…")
         self.export_button.clicked.connect(self._ask_export_csv)
@@ -176,6 +184,7 @@ class EvalPanel(QWidget):
         results.addWidget(self.curve)
         results.setStretchFactor(0, 3)
         results.setStretchFactor(1, 2)
+        results.setSizes([640, 520])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(12, 12, 12, 12)
         layout.setSpacing(8)

@@ -37,11 +37,19 @@ class HistoryPanel(QWidget):
         header.setSectionResizeMode(2, QHeaderView.Stretch)
         header.setSectionResizeMode(3, QHeaderView.Stretch)
         self.table.selectionModel().selectionChanged.connect(self._update_buttons)
+        self.table.selectionModel().selectionChanged.connect(self._show_details)
         self.table.doubleClicked.connect(lambda _index: self._probe())
 
         self.filter = QLineEdit(placeholderText="Filter by prompt, target or status…")
         self.filter.setClearButtonEnabled(True)
         self.filter.textChanged.connect(self.proxy.set_text)
+        self.details = QLabel("Select an edit to see its details.")
+        self.details.setProperty("role", "hint")
+        self.details.setWordWrap(True)
+        self.details.setTextFormat(Qt.PlainText)
+        self.details.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.details.setMinimumHeight(54)
+        self.details.setAlignment(Qt.AlignTop | Qt.AlignLeft)
         self.summary = QLabel("No history open.")
         self.summary.setProperty("role", "hint")
         self.summary.setTextInteractionFlags(Qt.TextSelectableByMouse)
@@ -73,6 +81,7 @@ class HistoryPanel(QWidget):
         layout.setSpacing(8)
         layout.addLayout(top)
         layout.addWidget(self.table, 1)
+        layout.addWidget(self.details)
         layout.addLayout(bottom)
         self.enabled = True
         self.available = True
@@ -86,7 +95,8 @@ class HistoryPanel(QWidget):
         self.model.set_entries(state.entries, state.head)
         applied = sum(1 for e in state.entries if getattr(e, "status", "applied") == "applied")
         if state.path:
-            self.summary.setText(f"{state.path}  ·  {len(state.entries)} edits, {applied} applied, head at "
+            n = len(state.entries)
+            self.summary.setText(f"{state.path}  ·  {n} edit{'s' if n != 1 else ''}, {applied} applied, head at "
                                  f"#{state.head}")
         elif not state.available:
             self.summary.setText("Edit history is not available in this installation; edits live in memory only.")
@@ -95,6 +105,7 @@ class HistoryPanel(QWidget):
         if selected is not None:
             self.select_seq(selected)
         self._update_buttons()
+        self._show_details()
 
     def set_enabled(self, enabled: bool) -> None:
         self.enabled = enabled
@@ -129,6 +140,24 @@ class HistoryPanel(QWidget):
         self.undo_button.setEnabled(active and any(getattr(e, "status", "") == "applied" for e in entries))
         self.redo_button.setEnabled(active and any(getattr(e, "status", "") == "rolled_back" for e in entries))
         self.probe_button.setEnabled(self.enabled and entry is not None)
+
+    def _show_details(self, *_args) -> None:
+        e = self.selected_entry()
+        if e is None:
+            self.details.setText("Select an edit to see its details.")
+            return
+        settings = getattr(e, "settings", {}) or {}
+        parts = [f"Edit {e.seq}: “{e.prompt}” → “{e.target}”  ({getattr(e, 'status', '')}, profile "
+                 f"{getattr(e, 'profile', '?')})"]
+        curve = getattr(e, "loss_curve", ()) or ()
+        if curve:
+            parts.append(f"{len(curve)} training steps, target CE {curve[0]:.2f} → {curve[-1]:.3f}; "
+                         + ", ".join(f"{k} {v}" for k, v in settings.items() if v is not None))
+        extras = [f"paraphrases: {'; '.join(e.train_paraphrases)}"] if getattr(e, "train_paraphrases", ()) else []
+        if getattr(e, "locality_prompts", ()):
+            extras.append(f"locality prompts: {'; '.join(e.locality_prompts)}")
+        parts += extras
+        self.details.setText("\n".join(parts))
 
     def _act(self, action: str) -> None:
         seq = self.selected_seq()

@@ -16,22 +16,26 @@ MAX_EDIT_LABELS = 15
 
 
 class RouterMapPlot(PlotWidget):
+    hovered = Signal(str)      # text of the point under the mouse ("" when none), for the tooltip
+
     def __init__(self, parent=None) -> None:
-        super().__init__("Router map", parent, height=4.6, width=7.5)
-        self.ax = self.figure.add_subplot(111)
-        self.figure.subplots_adjust(left=0.06, right=0.98, top=0.92, bottom=0.08)
         self.points: list[tuple[object, list[str]]] = []   # (scatter artist, labels)
         self.labels: list = []                               # text beside each edit
+        self.data = None
+        super().__init__("Router map", parent, height=4.6, width=7.5)
+        self.target.hover = self._on_move
+        self.hovered.connect(self.canvas.setToolTip)
+
+    def build(self) -> None:
+        self.ax = self.figure.add_subplot(111)
+        self.figure.subplots_adjust(left=0.06, right=0.98, top=0.92, bottom=0.08)
         self.hover = self.ax.annotate("", xy=(0, 0), xytext=(10, 10), textcoords="offset points", fontsize=8.5,
                                       bbox=dict(boxstyle="round,pad=0.35", fc="white", ec=style.BORDER, alpha=0.95),
                                       zorder=10)
         self.hover.set_visible(False)
         self.note = self.ax.text(0.5, 0.5, "Probe a few queries, then open this map.", transform=self.ax.transAxes,
                                  ha="center", va="center", color=style.MUTED, wrap=True)
-        self.canvas.mpl_connect("motion_notify_event", self._on_move)
-        self.data = None
         self._empty()
-        self.redraw()
 
     def _empty(self) -> None:
         ax = self.ax
@@ -49,6 +53,10 @@ class RouterMapPlot(PlotWidget):
 
     def show_map(self, data) -> None:
         self.data = data
+        self.call(lambda: self._draw_map(data))
+
+    def _draw_map(self, data) -> None:
+        """Render thread."""
         self._empty()
         ax = self.ax
         self.note.set_text(data.note or ("" if data.coords else "No edits or probes yet."))
@@ -57,11 +65,9 @@ class RouterMapPlot(PlotWidget):
         edits, probes = coords[:n_edits], coords[n_edits:]
         fired = np.asarray(data.probe_fired, dtype=bool)
         groups = [
-            (probes[fired], [self._label(p, "probe, fired", h) for p, h, f in
-                             zip(data.probe_prompts, data.probe_hamming, fired) if f],
+            (probes[fired], [self._label(data, i, "probe, fired") for i, f in enumerate(fired) if f],
              dict(marker="o", s=36, c=style.FIRED, label="probe: fired", zorder=3)),
-            (probes[~fired], [self._label(p, "probe, deferred", h) for p, h, f in
-                              zip(data.probe_prompts, data.probe_hamming, fired) if not f],
+            (probes[~fired], [self._label(data, i, "probe, deferred") for i, f in enumerate(fired) if not f],
              dict(marker="o", s=36, facecolors="white", edgecolors=style.DEFERRED, linewidths=1.6,
                   label="probe: deferred", zorder=3)),
             (edits, [f"edit: {p}" for p in data.edit_prompts],
@@ -83,34 +89,36 @@ class RouterMapPlot(PlotWidget):
             ax.legend(loc="upper left", bbox_to_anchor=(0, 1.09), ncol=3)
         ax.set_xlabel(f"{data.method} 1")
         ax.set_ylabel(f"{data.method} 2")
-        self.redraw()
 
     @staticmethod
-    def _label(prompt: str, kind: str, hamming) -> str:
+    def _label(data, i: int, kind: str) -> str:
+        prompt, hamming = data.probe_prompts[i], data.probe_hamming[i]
+        route = data.probe_routes[i] if i < len(data.probe_routes) else -1
+        if route >= 0 and route < len(data.edit_prompts):
+            kind += f" (experts of “{data.edit_prompts[route][:40]}”)"
         distance = f", Hamming {hamming}" if hamming is not None else ""
         return f"{kind}{distance}: {prompt}"
 
     def _on_move(self, event) -> None:
-        if event.inaxes is not self.ax:
+        """Render thread (mouse moves are forwarded there): show the prompt under the mouse."""
+        if event is None or not self.points or not self.ax.bbox.contains(event.x, event.y):
             if self.hover.get_visible():
                 self.hover.set_visible(False)
-                self.redraw()
+                self.hovered.emit("")
             return
         for artist, labels in self.points:
             hit, info = artist.contains(event)
-            if hit and info.get("ind") is not None and len(info["ind"]):
+            if hit and len(info.get("ind", ())):
                 i = int(info["ind"][0])
-                self.hover.xy = artist.get_offsets()[i]
                 text = labels[i] if i < len(labels) else ""
+                self.hover.xy = artist.get_offsets()[i]
                 self.hover.set_text(text if len(text) < 90 else text[:89] + "…")
                 self.hover.set_visible(True)
-                self.canvas.setToolTip(text)
-                self.redraw()
+                self.hovered.emit(text)
                 return
         if self.hover.get_visible():
             self.hover.set_visible(False)
-            self.canvas.setToolTip("")
-            self.redraw()
+            self.hovered.emit("")
 
 
 class RouterMapPanel(QWidget):
@@ -124,8 +132,9 @@ class RouterMapPanel(QWidget):
         self.refresh_button = QPushButton("Refresh")
         self.refresh_button.clicked.connect(lambda: self.refresh_requested.emit(self.method.currentText()))
         self.method.currentTextChanged.connect(self.refresh_requested)
-        self.info = QLabel("Edits (◆) and recent probes (●) placed by their router weights under the current "
-                           "routers: points close together share experts. Hover a point to see its prompt.")
+        self.info = QLabel("Edits (◆) and recent probes (●) placed by their routing under the current model: "
+                           "router weights for router profiles, the expert set used for keyed ones. Points close "
+                           "together share experts. Hover a point to see its prompt.")
         self.info.setProperty("role", "hint")
         self.info.setWordWrap(True)
         self.counts = QLabel("")
@@ -149,7 +158,7 @@ class RouterMapPanel(QWidget):
             self.counts.setText(data.note)
             return
         fired = sum(data.probe_fired)
-        deferral = f"ε = {data.epsilon}" if data.deferral else "deferral off"
+        deferral = ("keyed routing" if data.keyed else f"ε = {data.epsilon}") if data.deferral else "deferral off"
         self.counts.setText(f"{len(data.edit_prompts)} edit(s) · {len(data.probe_prompts)} probe(s) "
                             f"({fired} fired, {len(data.probe_prompts) - fired} deferred) · {deferral}")
 

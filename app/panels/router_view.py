@@ -9,12 +9,16 @@ from matplotlib.gridspec import GridSpec
 
 from .. import style
 from ..plots import PlotWidget
-from ..router_plots import CodeGrid, RouterBars
+from ..router_plots import CodeGrid, RouterBars, draw_similarity_gauge, keyed_columns
 
 
 class RouterView(PlotWidget):
     def __init__(self, parent=None) -> None:
+        self.layer_labels: Optional[list[str]] = None
+        self.view = None
         super().__init__("Router decision", parent, height=3.1, width=8.0)
+
+    def build(self) -> None:
         grid = GridSpec(1, 3, figure=self.figure, width_ratios=[5.2, 1.25, 1.25], wspace=0.3,
                         left=0.07, right=0.985, top=0.84, bottom=0.11)
         self.bars = RouterBars(self.figure.add_subplot(grid[0, 0]))
@@ -22,9 +26,6 @@ class RouterView(PlotWidget):
         self.edit_code = CodeGrid(self.figure.add_subplot(grid[0, 2]), "nearest edit", style.EDIT)
         self.caption = self.figure.text(0.07, 0.975, "Probe a query to see how the routers treat it.",
                                         fontsize=9, color=style.TEXT, va="top", fontweight="bold")
-        self.layer_labels: Optional[list[str]] = None
-        self.view = None
-        self.redraw()
 
     def set_layer_labels(self, labels: Optional[list[str]]) -> None:
         self.layer_labels = labels
@@ -32,30 +33,59 @@ class RouterView(PlotWidget):
     def show_probe(self, view) -> None:
         """`view` is a ProbeView (result + nearest edit's code)."""
         self.view = view
+        labels = list(self.layer_labels) if self.layer_labels else None
+        self.call(lambda: self._draw_probe(view, labels))
+
+    def _draw_probe(self, view, labels) -> None:
+        """Render thread."""
         r = view.result
-        labels = self.layer_labels
-        keyed = getattr(r, "routing", "router") == "keyed"
-        layers = len(r.router_weights)
-        experts = len(r.router_weights[0]) if layers and not keyed else 0
-        if keyed or not experts:
-            self.bars.update([], [], labels, empty_text="keyed routing: a query uses one edit's own experts, "
-                             "or none" if keyed else "no routing information")
-            for grid in (self.query_code, self.edit_code):
-                grid.update(None, max(1, layers), 4, empty_text="no allocation\ncodes", labels=labels)
+        if getattr(r, "routing", "router") == "keyed":
+            self._draw_keyed(r, labels)
         else:
-            self.bars.update(r.router_weights, r.top_k, labels)
-            self.query_code.update(r.code, layers, experts, reference=view.nearest_code, labels=labels,
-                                   title="this query's code")
-            if view.nearest_code is not None:
-                self.edit_code.update(view.nearest_code, layers, experts, reference=r.code,
-                                      title="nearest edit's code", labels=labels)
-            else:
-                self.edit_code.update(None, layers, experts, empty_text="no edits yet", labels=labels)
-        self.bars.ax.set_title("Router softmax over the experts, per MoLoRA layer", loc="left", fontsize=8.5,
-                               fontweight="normal", color=style.TEXT_DIM)
+            self._draw_router(view, labels)
         self.caption.set_text(self._caption(r))
         self.caption.set_color(style.FIRED if r.fired else style.DEFERRED)
-        self.redraw()
+
+    def _draw_router(self, view, labels) -> None:
+        r = view.result
+        layers = len(r.router_weights)
+        experts = len(r.router_weights[0]) if layers else 0
+        self.bars.update(r.router_weights, r.top_k, labels)
+        self.bars.ax.set_title("Router softmax over the experts, per MoLoRA layer", loc="left", fontsize=8.5,
+                               fontweight="normal", color=style.TEXT_DIM)
+        if not experts:
+            for grid in (self.query_code, self.edit_code):
+                grid.update(None, 1, 1, empty_text="no codes", labels=None)
+            return
+        self.query_code.update(r.code, layers, experts, reference=view.nearest_code, labels=labels,
+                               title="this query's code")
+        if view.nearest_code is not None:
+            self.edit_code.update(view.nearest_code, layers, experts, reference=r.code,
+                                  title="nearest edit's code", labels=labels)
+        else:
+            self.edit_code.update(None, layers, experts, empty_text="no edits yet", labels=labels)
+
+    def _draw_keyed(self, r, labels) -> None:
+        """Keyed routing: one similarity decides for all layers; each edit has its own experts."""
+        self.bars.shape = None          # the bar artists are rebuilt when a router profile returns
+        draw_similarity_gauge(self.bars.ax, r.similarity, r.scope_threshold or 0.0, r.fired)
+        self.bars.ax.set_title("Keyed routing: one decision for all MoLoRA layers", loc="left", fontsize=8.5,
+                               fontweight="normal", color=style.TEXT_DIM)
+        layers = len(r.router_weights)
+        n = len(r.router_weights[0]) if layers else 0
+        if not n:
+            for grid in (self.query_code, self.edit_code):
+                grid.update(None, max(1, layers), 1, empty_text="no edits yet", labels=labels, columns=[""])
+            return
+        cols = keyed_columns(n, r.nearest_edit)
+        names = [f"#{c + 1}" for c in cols]
+        used = [[r.router_weights[i][c] for c in cols] for i in range(layers)]
+        near = [[1.0 if c == r.nearest_edit else 0.0 for c in cols] for _ in range(layers)]
+        flat = [v for row in used for v in row]
+        self.query_code.update(flat if any(flat) else None, layers, len(cols), labels=labels, columns=names,
+                               title="experts used", empty_text="none:\ndeferred")
+        self.edit_code.update([v for row in near for v in row], layers, len(cols), labels=labels, columns=names,
+                              title="nearest edit's experts")
 
     @staticmethod
     def _caption(r) -> str:
