@@ -1,7 +1,7 @@
 """Edit-history benchmark: storage per edit, rollback time, and what a revert does.
 
     ELDER_CACHE_DIR=~/.cache/elder_workbench .venv/bin/python benchmarks/history_bench.py \
-        [--edits 100] [--revert-at 50] [--revert 10 40] [--budget SECONDS] [--out runs/history_bench.json]
+        [--profile NAME] [--edits 100] [--revert-at 50] [--revert J ...] [--budget CPU_SECONDS] [--out FILE]
 
 1. Applies `--edits` real ZsRE edits (dev split, records 0..N-1) through an EditHistory on the
    default model at default settings, keeping the exact state after each in memory.
@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from elder_engine import EditRequest, ElderEditor, dev_split, get_profile, load_edits, load_model  # noqa: E402
 from elder_engine.history import EditHistory  # noqa: E402
-from elder_engine.history.snapshots import encode_all  # noqa: E402
+from elder_engine.history.snapshots import encode_tensor  # noqa: E402
 from elder_engine.metrics import exact_match, mean, token_accuracy  # noqa: E402
 from elder_engine.state import state_tensors  # noqa: E402
 
@@ -90,7 +90,7 @@ def storage(db: Path, n: int, states: list[dict]) -> dict:
         edits_bytes = conn.execute("SELECT sum(length(rng_after)) + sum(length(loss_curve)) + sum(length(code)) "
                                    "+ sum(length(prompt)) FROM edits").fetchone()[0]
     size = db.stat().st_size
-    full = [sum(len(b) for _, b in encode_all(s)[0].values()) for s in states[1::10]]
+    full = [sum(len(encode_tensor(t)) for t in s.values()) for s in states[1::10]]
     deltas = [xor_delta_bytes(states[i - 1], states[i]) for i in range(1, len(states), 10)]
     return {
         "file_bytes": size, "edits": n, "kb_per_edit": size / n / 1e3,
@@ -161,8 +161,10 @@ def reverts(args, editor, db: Path, records) -> dict:
             "reverted_prompt": r.prompt, "reverted_target": r.target,
             "reverted_gives_original_answer": probe.edited_output == probe.original_output,
             "reverted_output": probe.edited_output, "original_output": probe.original_output,
-            "reverted_fired": probe.fired, "reverted_target_accuracy_before": before["accuracy"][idx[j]],
-            "reverted_target_accuracy_after": holds(editor, [r])["accuracy"][0],
+            "reverted_fired": probe.fired, "reverted_nearest_prompt": probe.nearest_prompt,
+            "reverted_target_accuracy_before": before["accuracy"][idx[j]],
+            "reverted_target_em_before": before["em"][idx[j]],
+            **{f"reverted_target_{k}_after": v[0] for k, v in holds(editor, [r]).items()},
             "others": len(others),
             "others_accuracy_before": mean(b_acc), "others_accuracy_after": mean(after["accuracy"]),
             "others_em_before": mean(b_em), "others_em_after": mean(after["em"]),
@@ -171,28 +173,39 @@ def reverts(args, editor, db: Path, records) -> dict:
         log("  " + json.dumps({k: v for k, v in res.items() if k not in ("reverted_prompt",)}))
         results.append(res)
     history.close()
-    return {"at": args.revert_at, "reverts": results}
+    n = len(results)
+    summary = {
+        "reverts": n, "original_answer_back": sum(r["reverted_gives_original_answer"] for r in results),
+        "deferred": sum(not r["reverted_fired"] for r in results),
+        "target_em_gone": sum(r["reverted_target_em_after"] == 0.0 for r in results),
+        "others_em_held": f"{sum(int(r['others_em_held'].split('/')[0]) for r in results)}/"
+                          f"{sum(int(r['others_em_held'].split('/')[1]) for r in results)}",
+    }
+    return {"at": args.revert_at, "summary": summary, "reverts": results}
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--edits", type=int, default=100)
+    p.add_argument("--profile", default=None, help="ELDER profile (default: the engine's default profile)")
     p.add_argument("--budget", type=float, default=None, help="keyframe budget in seconds (default: the history's)")
     p.add_argument("--random-rollbacks", type=int, default=5)
     p.add_argument("--revert-at", type=int, default=50)
-    p.add_argument("--revert", type=int, nargs="*", default=[10, 40])
+    # Two reverts that re-train later edits (40 and 10 of them), then the last ten edits one by
+    # one (nothing to re-train: cheap, and more reverted prompts to look at).
+    p.add_argument("--revert", type=int, nargs="*", default=[10, 40, 50, 49, 48, 47, 46, 45, 44, 43, 42, 41])
     p.add_argument("--db", default=None, help="history file (default: a temporary one)")
     p.add_argument("--out", default=None)
     args = p.parse_args()
     torch.set_num_threads(1)
     records = load_edits(dev_split("zsre"), limit=args.edits).records
     loaded = load_model("default")
-    editor = ElderEditor(loaded, get_profile())
+    editor = ElderEditor(loaded, get_profile(args.profile) if args.profile else get_profile())
     db = Path(args.db or Path(tempfile.mkdtemp()) / "bench.elderdb")
     log(f"{len(records)} ZsRE edits, profile {editor.config.profile}, 1 torch thread, history {db}")
     t0 = time.perf_counter()
     states, seconds = build(args, editor, db, records)
-    result = {"threads": torch.get_num_threads(), "profile": editor.config.profile,
+    result = {"threads": torch.get_num_threads(), "profile": editor.config.profile, "load_at_start": os.getloadavg(),
               "edit_seconds_mean": mean(seconds), "build_seconds": time.perf_counter() - t0}
     result["storage"] = storage(db, len(records), states)
     log(f"storage: {result['storage']['kb_per_edit']:.0f} KB per edit ({result['storage']['file_bytes'] / 1e6:.1f} MB)")

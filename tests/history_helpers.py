@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import torch
 
 from elder_engine import EditRequest, ElderEditor, get_profile
@@ -19,9 +21,28 @@ FACTS = [
 ]
 
 
-def tiny_editor(seed: int = 0, **overrides) -> ElderEditor:
+def tiny_editor(seed: int = 0, profile: str = "paper", **overrides) -> ElderEditor:
+    """A tiny engine. The profile is explicit: the default one may change, and the mechanism
+    must hold for both kinds (shared router experts; keyed per-edit experts)."""
     settings = {"max_steps": 4, "early_stop_loss": None, **overrides}
-    return ElderEditor(tiny_loaded(seed=seed), get_profile(**settings))
+    return ElderEditor(tiny_loaded(seed=seed), get_profile(profile, **settings))
+
+
+def reference_state(history: EditHistory, chain: list[int], profile: str = "paper") -> dict:
+    """The definition of the state of `chain`: a fresh engine, then each edit trained with its
+    own preset and settings, the engine RNG set as after the edit's first application."""
+    import sqlite3
+
+    with sqlite3.connect(history.path) as db:
+        rows = {seq: (prompt, target, json.loads(tp), json.loads(preset), json.loads(settings), rng)
+                for seq, prompt, target, tp, preset, settings, rng in db.execute(
+                    "SELECT seq, prompt, target, train_paraphrases, preset, settings, rng_after FROM edits")}
+    editor = tiny_editor(profile=profile)
+    for seq in chain:
+        prompt, target, tp, preset, settings, rng = rows[seq]
+        editor.apply(EditRequest(prompt, target, tuple(tp), preset=preset, settings=settings))
+        editor.tuner.generator.set_state(torch.frombuffer(bytearray(rng), dtype=torch.uint8))
+    return state(editor)
 
 
 def open_tiny(path, editor, **kwargs) -> EditHistory:

@@ -4,6 +4,7 @@ keyframes, probes, eval runs, bundles, migrations."""
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 
 import pytest
@@ -13,22 +14,40 @@ from elder_engine import CancelToken, EditFinished, EditRequest, EditStarted, Hi
 from elder_engine.history import EditHistory, HistoryChanged, load_bundle
 from elder_engine.history import schema, store as store_mod
 from elder_engine.history.snapshots import decode_tensor, encode_tensor
-from history_helpers import FACTS, edit, open_tiny, probes, run, same_state, state, tiny_editor
+from history_helpers import FACTS, edit, open_tiny, probes, reference_state, run, same_state, state, tiny_editor
 from tiny import tiny_loaded
 
 
+@pytest.fixture(scope="module")
+def templates(tmp_path_factory):
+    """Histories of 4 edits built once per keyframe budget, with the exact state and probe
+    outputs after each edit (index 0: before any edit); tests work on copies."""
+    cache = {}
+
+    def get(budget):
+        if budget not in cache:
+            path = tmp_path_factory.mktemp("template") / "h.elderdb"
+            editor = tiny_editor()
+            with open_tiny(path, editor, keyframe_budget_s=budget) as history:
+                states, outs = [state(editor)], [probes(editor)]
+                for i in range(4):
+                    edit(history, i)
+                    states.append(state(editor))
+                    outs.append(probes(editor))
+            cache[budget] = path, states, outs
+        return cache[budget]
+    return get
+
+
 @pytest.fixture
-def built(request, tmp_path):
-    """A history with 4 edits and the exact state after each (index 0: before any edit).
-    Keyframe budget: the test's `budget` parameter, else none (every point is replayed)."""
-    editor = tiny_editor()
+def built(request, tmp_path, templates):
+    """(history, editor, states, outs): a copy of a template history, opened (restored) with a
+    fresh engine. Keyframe budget: the test's `built` parameter, else none (all replayed)."""
     budget = getattr(request, "param", 1e9)
+    path, states, outs = templates(budget)
+    shutil.copy(path, tmp_path / "h.elderdb")
+    editor = tiny_editor()
     history = open_tiny(tmp_path / "h.elderdb", editor, keyframe_budget_s=budget)
-    states, outs = [state(editor)], [probes(editor)]
-    for i in range(4):
-        edit(history, i)
-        states.append(state(editor))
-        outs.append(probes(editor))
     yield history, editor, states, outs
     history.close()
 
@@ -101,17 +120,9 @@ def test_revert_equals_training_without_the_edit(built):
     run(history.revert(2))
     after = state(editor)
     assert statuses(history) == {1: "applied", 2: "reverted", 3: "applied", 4: "applied"}
-    assert history.chain == [1, 3, 4]
-    # Reference: the base engine, then edits 1, 3, 4 with their own presets and settings.
+    assert history.chain == [1, 3, 4] and same_state(after, reference_state(history, [1, 3, 4]))
     entries = {e.seq: e for e in history.entries()}
-    ref = tiny_editor()
-    for seq in (1, 3, 4):
-        e = entries[seq]
-        ref.apply(EditRequest(e.prompt, e.target, e.train_paraphrases, preset=e.preset, settings=e.settings))
-    ref_state, got = state(ref), state(editor)
-    got.pop("rng_state"), ref_state.pop("rng_state")  # the RNG is the recorded one, not a fresh draw
-    assert same_state(got, ref_state)
-    assert entries[3].code == tuple(int(b) for b in editor.tuner.stored_codes[1])
+    assert entries[3].code == tuple(int(b) for b in editor.tuner.stored_codes[1])  # its record is the new one
     with pytest.raises(HistoryError, match="already reverted"):
         history.revert(2)
     run(history.rollback_to(1))
@@ -256,12 +267,12 @@ def test_migration_runner(tmp_path, monkeypatch):
         assert db.execute("SELECT value FROM info WHERE key='schema_version'").fetchone()[0] in (2, "2")
 
 
-def test_keyed_profile_shares_frozen_experts_between_states(tmp_path):
-    from elder_engine import ElderEditor, get_profile, profile_names
+def test_keyed_profile_shares_frozen_experts_and_stays_exact(tmp_path):
+    from elder_engine import profile_names
 
     if "keyed-experts" not in profile_names():
         pytest.skip("no keyed-experts profile")
-    editor = ElderEditor(tiny_loaded(), get_profile("keyed-experts", max_steps=3, early_stop_loss=None))
+    editor = tiny_editor(profile="keyed-experts", max_steps=3)
     history = open_tiny(tmp_path / "k.elderdb", editor, keyframe_budget_s=0.0)
     states = [state(editor)]
     for i in range(4):
@@ -274,4 +285,11 @@ def test_keyed_profile_shares_frozen_experts_between_states(tmp_path):
     for k in (2, 0, 4):
         run(history.rollback_to(k))
         assert same_state(state(editor), states[k])
+    cancel = CancelToken()
+    gen = history.revert(2, cancel=cancel)
+    next(gen)  # the state after edit 1 is loaded (a shorter expert pool); stop before replaying 3
+    cancel.cancel()
+    assert run(gen)[-1].detail["cancelled"] and same_state(state(editor), states[4])
+    run(history.revert(2))
+    assert same_state(state(editor), reference_state(history, [1, 3, 4], profile="keyed-experts"))
     history.close()

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from elder_engine import EditRequest
-from history_helpers import open_tiny, run, same_state, state, tiny_editor
+from history_helpers import open_tiny, reference_state, run, same_state, state, tiny_editor
 
 
 def child(conn, mode: str, db: str) -> None:
@@ -77,13 +77,7 @@ def check(db: Path) -> int:
         entries = history.entries()
         assert [e.seq for e in entries] == list(range(1, len(entries) + 1))
         assert history.chain == [e.seq for e in entries]
-        head = state(editor)
-    reference = tiny_editor()
-    for e in entries:
-        reference.apply(EditRequest(e.prompt, e.target, e.train_paraphrases, preset=e.preset, settings=e.settings))
-    got, want = dict(head), state(reference)
-    got.pop("rng_state"), want.pop("rng_state")
-    assert same_state(got, want)
+        assert same_state(state(editor), reference_state(history, history.chain))
     return len(entries)
 
 

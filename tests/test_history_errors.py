@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 
 import pytest
@@ -13,15 +14,21 @@ from history_helpers import FACTS, edit, open_tiny, run, same_state, state, tiny
 from tiny import tiny_loaded
 
 
-@pytest.fixture
-def three(tmp_path):
-    """A closed history of 3 edits (a keyframe for each), its path and final state."""
-    path = tmp_path / "h.elderdb"
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    path = tmp_path_factory.mktemp("template") / "h.elderdb"
     editor = tiny_editor()
     with open_tiny(path, editor, keyframe_budget_s=0.0) as history:
         for i in range(3):
             edit(history, i)
     return path, state(editor)
+
+
+@pytest.fixture
+def three(tmp_path, template):
+    """A closed history of 3 edits (a keyframe for each): a fresh copy, and its final state."""
+    shutil.copy(template[0], tmp_path / "h.elderdb")
+    return tmp_path / "h.elderdb", template[1]
 
 
 def untouched(path, before: bytes) -> bool:

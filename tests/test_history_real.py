@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from elder_engine import EditRequest, ElderEditor, get_profile
+from elder_engine import DEFAULT_PROFILE, EditRequest, ElderEditor, get_profile
 from elder_engine.cli import main
 from elder_engine.history import EditHistory, load_bundle
 from elder_engine.loading import LoadSettings, load_model
@@ -24,8 +24,9 @@ def probes(editor) -> list[dict]:
     return [editor.probe(p, max_new_tokens=3).to_dict() for p in PROMPTS]
 
 
-def test_replay_reopen_and_bundle_are_bit_exact(fresh_default_model, default_model_cache_dir, tmp_path):
-    editor = ElderEditor(fresh_default_model, get_profile())
+@pytest.mark.parametrize("profile", sorted({"paper", DEFAULT_PROFILE}))
+def test_replay_reopen_and_bundle_are_bit_exact(profile, fresh_default_model, default_model_cache_dir, tmp_path):
+    editor = ElderEditor(fresh_default_model, get_profile(profile))
     # No keyframes: every rollback / redo below replays edits on the real model.
     history = EditHistory.open(tmp_path / "h.elderdb", editor, keyframe_budget_s=1e9)
     history.old_answer_tokens = 4
@@ -45,7 +46,7 @@ def test_replay_reopen_and_bundle_are_bit_exact(fresh_default_model, default_mod
     history.close()
 
     settings = LoadSettings(cache_dir=default_model_cache_dir, threads=1)
-    restarted = ElderEditor(load_model("default", settings), get_profile())
+    restarted = ElderEditor(load_model("default", settings), get_profile(profile))
     with EditHistory.open(tmp_path / "h.elderdb", restarted) as reopened:
         assert reopened.head == 3 and same_state(state(restarted), states[3]) and probes(restarted) == outs[3]
     from_bundle = load_bundle(bundle, load_model("default", settings))

@@ -130,9 +130,9 @@ def import_bundle(cls, bundle_path: Path, db_path: Path, editor, **open_kwargs):
             rng = tensors[f"rng_after/{rec['seq']}"].numpy().tobytes()
             created = datetime.fromisoformat(rec["created_at"])
             s.add(EditRow(**{k: rec[k] for k in _ROW_FIELDS}, rng_after=rng, created_at=created))
-        snap.store_state(s, "base", snap.BASE_KEY, [], info["base_config"], snap.encode_all(base))
+        snap.store_state(s, "base", snap.BASE_KEY, [], info["base_config"], snap.from_tensors(base))
         if chain:  # the bundle's state, kept as a keyframe (with no edits applied it is the base)
-            snap.store_state(s, "keyframe", keys[-1], chain, meta["config"], snap.encode_all(state))
+            snap.store_state(s, "keyframe", keys[-1], chain, meta["config"], snap.from_tensors(state))
 
     try:
         db_path.parent.mkdir(parents=True, exist_ok=True)

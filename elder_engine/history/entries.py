@@ -69,6 +69,8 @@ def request_from_row(r: EditRow) -> EditRequest:
 
 
 def training_record(applied: AppliedEdit, key: str, cost: float) -> dict:
-    """The lineage-dependent columns of an edit row, from a training run."""
+    """The lineage-dependent columns of an edit row, from a training run. (The preset only
+    changes for keyed profiles, where it names the edit's own slot in the expert pool.)"""
     return {"code": list(applied.code), "steps": applied.steps, "duration_s": applied.seconds, "cost_s": cost,
-            "final_loss": applied.final_loss, "loss_curve": list(applied.loss_curve), "chain_key": key}
+            "final_loss": applied.final_loss, "loss_curve": list(applied.loss_curve), "chain_key": key,
+            "preset": [list(p) for p in applied.preset]}

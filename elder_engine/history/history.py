@@ -198,7 +198,7 @@ class EditHistory:
             since = self._since_keyframe(s, self._chain, self._keys) + cost
             s.add(EditRow(seq=seq, prompt=applied.prompt, target=applied.target,
                           train_paraphrases=list(applied.train_paraphrases), locality_prompts=list(locality),
-                          preset=[list(p) for p in applied.preset], settings=dict(applied.settings),
+                          settings=dict(applied.settings),
                           profile=applied.profile, engine=conditions, status="applied", old_answer=old_answer,
                           rng_after=rng, **_record(applied, key, cost)))
             kind = "keyframe" if since >= self.keyframe_budget_s else "head"
@@ -297,7 +297,7 @@ class EditHistory:
             durations = {q: r.cost_s for q, r in rows.items()}
             with store.read() as s:
                 since = self._since_keyframe(s, target, keys, start, durations)
-            new_states, updates, warnings = [], {}, []
+            new_states, updates, warnings, present = [], {}, [], None
             yield Progress(0, len(todo), f"{action}: from the state after edit {target[start - 1] if start else 0}")
             for done, seq in enumerate(todo, 1):
                 row, key = rows[seq], keys[start + done]
@@ -312,7 +312,12 @@ class EditHistory:
                     updates[seq] = _record(applied, key, cost)
                     since += cost
                 if since >= self.keyframe_budget_s and key not in stored:
-                    new_states.append((key, target[: start + done], editor.config.elder_fields(), snap.capture(editor)))
+                    if present is None:
+                        with store.read() as s:
+                            present = snap.stored_digests(s)
+                    captured = snap.capture(editor, present)  # copies only what is not stored yet
+                    present |= {d for d, t in captured[0].values()}
+                    new_states.append((key, target[: start + done], editor.config.elder_fields(), captured))
                     since = 0.0
                 yield Progress(done, len(todo), f"{action}: replayed edit {seq}", {"seq": seq, "warnings": warnings})
             if cancel is not None and cancel.cancelled:

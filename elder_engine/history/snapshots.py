@@ -1,31 +1,40 @@
 """Keyframes and exact replay: how the history restores any point cheaply.
 
-Why not one state per edit: ELDER's experts and routers are shared, so the state after edit k
-depends on every edit before it, and an edit changes about 240k of the default model's 443k
-state floats (the two experts per layer it routes to, and every router) by amounts that leave
-~20 random mantissa bits each. A lossless per-edit delta therefore costs ~750 KB (measured,
-XOR + byte planes + zlib), a full state ~1.35 MB compressed (1.77 MB raw): neither fits the
-300 KB/edit budget.
+Why not one state per edit: with the paper's profile ELDER's experts and routers are shared,
+so the state after edit k depends on every edit before it, and an edit changes about 240k of
+the default model's 443k state floats (the two experts per layer it routes to, and every
+router) by amounts that leave ~20 random mantissa bits each. A lossless per-edit delta
+therefore costs ~750 KB (measured: XOR + byte planes + zlib), a full state ~1.35 MB compressed
+(1.77 MB raw): neither fits a 300 KB/edit budget.
 
 What we store instead:
-- the edits themselves (prompt, target, paraphrases, preset, settings, engine RNG after it),
-  a few KB each;
-- the base state (before any edit) and a *keyframe* (full compressed state) whenever the
-  replay cost of the edits since the last keyframe on the current chain reaches a budget
-  (default 10 s); so a keyframe holds ~10 s of replay, whatever the edits cost. The cost of an
-  edit is the CPU time of its training thread, not wall time: on a machine shared with other
-  jobs wall time doubles when they run, which would double the number of keyframes (storage)
+- the edits themselves (prompt, target, paraphrases, preset, settings, the engine RNG after
+  the edit, the torch thread count it was trained with), a few KB each;
+- the base state (before any edit) and a *keyframe* whenever the replay cost of the edits
+  since the last keyframe on the current chain reaches a budget (default 10 s), so that no
+  point is more than ~10 s of replay away from a stored state, whatever the edits cost. The
+  cost of an edit is the CPU time of its training thread, not wall time: on a machine shared
+  with other jobs wall time doubles when they run, which would double the keyframes (storage)
   for nothing; CPU time is what a replay costs on an idle machine;
-- the head state (the current one) so that reopening needs no replay.
+- the head state (the current one), so that reopening needs no replay.
+
+States are stored as one compressed blob per tensor, addressed by content (SHA-256, checked on
+load): a tensor that two states share is stored once. That saves nothing for the paper
+profile (every edit touches every layer's tensors) but everything for the keyed-experts
+profile, whose state grows by one frozen expert set per edit: a keyframe there only adds the
+tensors that changed since the previous one.
 
 Restoring a point = load the nearest stored state at or before it on its chain, then replay
-the edits in between with their own preset, settings and torch thread count. On CPU a replay
-of edit k+1 on the bit-identical state k is bit-identical (tests check it; the loss curve of a
-same-chain replay is compared with the recorded one as a guard). Trade-offs: storage per edit
-~ keyframe size x (edit seconds / budget), worst rollback ~ budget + one load; a larger budget
-saves space and costs time linearly (and a busy machine stretches the replay's wall time). Replays are exact only with the same torch build and CPU
-kind; on another machine they are re-trained faithfully but may differ in the last bits (the
-history then warns).
+the edits in between with their own preset, settings and thread count. On CPU a replay of
+edit k+1 on the bit-identical state k is bit-identical (tests check it on the tiny and the
+default model; a same-chain replay's loss curve is also compared with the recorded one).
+
+Trade-offs: storage per edit ~ keyframe size x (edit CPU seconds / budget) + what the profile
+itself adds per edit; worst rollback ~ budget x (wall/CPU slowdown of a busy machine) plus one
+load; a larger budget saves space and costs rollback time linearly. A revert must re-train
+every later edit (inherent: later edits were trained on a state that included the reverted
+one). Replays are exact with the same torch build and CPU kind; elsewhere they re-train
+faithfully but may differ in the last bits, and the history warns.
 """
 
 from __future__ import annotations
@@ -40,12 +49,11 @@ from typing import Iterator, Optional
 
 import numpy as np
 import torch
-
 from sqlalchemy import delete, select
 from sqlalchemy.orm import undefer
 
 from ..errors import HistoryError, StateFormatError
-from ..state import STATE_FORMAT, STATE_VERSION, apply_state, state_tensors
+from ..state import STATE_FORMAT, STATE_VERSION, apply_state, state_meta, state_tensors
 from .schema import StateRow, TensorBlob
 
 DEFAULT_KEYFRAME_BUDGET_S = 10.0
@@ -102,48 +110,75 @@ def decode_tensor(blob: bytes) -> torch.Tensor:
     return torch.from_numpy(raw.reshape(-1).copy()).view(dt).reshape(shape)
 
 
-def digest(blob: bytes) -> str:
-    return hashlib.sha256(blob).hexdigest()
+def tensor_digest(t: torch.Tensor) -> str:
+    """Content address of a tensor: SHA-256 of its dtype, shape and bytes (~0.5 GB/s, so a
+    whole state is hashed in milliseconds, and only tensors not stored yet get compressed)."""
+    t = t.detach().cpu().contiguous()
+    h = hashlib.sha256(f"{t.dtype}{tuple(t.shape)}".encode())
+    h.update(t.reshape(-1).view(torch.uint8).numpy().data)
+    return h.hexdigest()[:32]  # 128 bits: plenty against collisions, and manifests stay small
 
 
-def capture(editor) -> tuple[dict[str, tuple[str, bytes]], int]:
-    """The engine's state, one encoded blob per tensor: ({name: (sha256, blob)}, raw bytes).
-
-    Blobs are stored by content, so a tensor that did not change between two stored states is
-    stored once: nothing for the paper profile (an edit touches every layer's tensors), but
-    the keyed-experts profile freezes one expert set per edit, and without this every keyframe
-    would repeat all of them."""
-    return encode_all(state_tensors(editor))
+Captured = tuple[dict[str, tuple[str, Optional[torch.Tensor]]], int]
 
 
-def encode_all(tensors: dict[str, torch.Tensor]) -> tuple[dict[str, tuple[str, bytes]], int]:
-    blobs = {name: encode_tensor(t) for name, t in tensors.items()}
-    return ({name: (digest(b), b) for name, b in blobs.items()},
-            sum(t.numel() * t.element_size() for t in tensors.values()))
+def capture(editor, present: Optional[set] = None) -> Captured:
+    """The engine's state as ({name: (digest, copy of the tensor)}, raw bytes). Tensors whose
+    digest is in `present` (already stored) are not copied.
+
+    Tensors are stored by content, so one that did not change between two stored states is
+    stored once: nothing gained for the paper profile (an edit touches every layer's tensors),
+    but the keyed-experts profile freezes one expert set per edit, and without this every
+    keyframe would repeat all of them."""
+    return from_tensors(state_tensors(editor), present)
 
 
-def store_state(s, kind: str, key: str, chain: list[int], config: dict, captured) -> None:
-    """Add a state row (in the caller's transaction), storing only the blobs not yet stored."""
-    blobs, raw = captured
-    digests = {d for d, _ in blobs.values()}
-    present = set(s.scalars(select(TensorBlob.digest).where(TensorBlob.digest.in_(digests))))
-    for d, blob in blobs.values():
+def from_tensors(tensors: dict[str, torch.Tensor], present: Optional[set] = None) -> Captured:
+    out = {}
+    for name, t in tensors.items():
+        d = tensor_digest(t)
+        out[name] = (d, None if present is not None and d in present else t.detach().cpu().clone())
+    return out, sum(t.numel() * t.element_size() for t in tensors.values())
+
+
+def stored_digests(s) -> set[str]:
+    return set(s.scalars(select(TensorBlob.digest)))
+
+
+def store_state(s, kind: str, key: str, chain: list[int], config: dict, captured: Captured) -> None:
+    """Add a state row (in the caller's transaction), compressing only the tensors not stored."""
+    tensors, raw = captured
+    present = set(s.scalars(select(TensorBlob.digest).where(TensorBlob.digest.in_({d for d, _ in tensors.values()}))))
+    for d, t in tensors.values():
         if d not in present:
-            s.add(TensorBlob(digest=d, data=blob))
+            if t is None:
+                raise HistoryError("A tensor that was stored a moment ago is gone from the history file.")
+            s.add(TensorBlob(digest=d, data=encode_tensor(t)))
             present.add(d)
     s.add(StateRow(kind=kind, chain_key=key, chain=list(chain), meta={"config": config},
-                   tensors={name: d for name, (d, _) in blobs.items()}, raw_bytes=raw))
+                   tensors={name: d for name, (d, _) in tensors.items()}, raw_bytes=raw))
 
 
 def read_state(s, key: str) -> tuple[dict[str, torch.Tensor], dict]:
-    """A stored state's tensors (checksums verified) and its meta."""
+    """A stored state's tensors (content checked against their digests) and its meta."""
     row = s.scalar(select(StateRow).where(StateRow.chain_key == key))
     wanted = set(row.tensors.values())
     blobs = {b.digest: b.data for b in s.scalars(
         select(TensorBlob).where(TensorBlob.digest.in_(wanted)).options(undefer(TensorBlob.data)))}
     if wanted - set(blobs):
         raise HistoryError("A stored engine state in the history is incomplete (missing tensors); the file is damaged.")
-    return {name: decode_checked(blobs[d], d) for name, d in row.tensors.items()}, row.meta
+    try:
+        decoded = {d: decode_tensor(blob) for d, blob in blobs.items()}
+    except StateFormatError as exc:
+        raise HistoryError(f"The history file is damaged: {exc}") from None
+    if any(tensor_digest(t) != d for d, t in decoded.items()):
+        raise HistoryError("A stored engine state in the history is damaged (checksum mismatch). "
+                           "Restore a backup; an exported bundle can be imported into a new history.")
+    out, used = {}, set()
+    for name, d in row.tensors.items():  # equal tensors (zeros...) share a blob, not memory
+        out[name] = decoded[d].clone() if d in used else decoded[d]
+        used.add(d)
+    return out, row.meta
 
 
 def collect_garbage(s) -> None:
@@ -152,13 +187,6 @@ def collect_garbage(s) -> None:
     for (names,) in s.execute(select(StateRow.tensors)):
         used.update(names.values())
     s.execute(delete(TensorBlob).where(TensorBlob.digest.not_in(used)))
-
-
-def decode_checked(blob: bytes, sha256: str) -> torch.Tensor:
-    if digest(blob) != sha256:
-        raise HistoryError("A stored engine state in the history is damaged (checksum mismatch). "
-                           "Restore a backup; an exported bundle can be imported into a new history.")
-    return decode_tensor(blob)
 
 
 def apply_tensors(editor, tensors: dict[str, torch.Tensor], config: dict, edits: list[dict]) -> None:
@@ -192,21 +220,20 @@ class CpuClock:
 
 # ---------------------------------------------------------------- engine guard
 class EngineGuard:
-    """Everything a failed or cancelled history operation must put back: the engine's
-    snapshot plus the settings a keyframe load may have replaced."""
+    """The engine's whole state (tensors, settings, edit list), to put back when a history
+    operation fails or is cancelled. It goes through the state API rather than
+    `ElderEditor.snapshot()`, which only undoes appends: a rollback may also load an earlier
+    state (a shorter expert pool for keyed profiles)."""
 
     def __init__(self, editor) -> None:
         self.editor = editor
-        self.snap = editor.snapshot()
-        self.config = editor.tuner.config_elder
-        self.layers = [(dict(layer.top_k), dict(layer.scale)) for layer in editor.tuner.elder_layers]
+        self.tensors = {k: v.clone() for k, v in state_tensors(editor).items()}
+        self.meta = state_meta(editor)
+        self.edits = list(editor.edits)
 
     def restore(self) -> None:
-        self.editor.restore(self.snap)
-        self.editor.tuner.config_elder = self.config
-        for layer, (top_k, scale) in zip(self.editor.tuner.elder_layers, self.layers):
-            layer.top_k.clear(); layer.top_k.update(top_k)
-            layer.scale.clear(); layer.scale.update(scale)
+        apply_state(self.editor, self.tensors, self.meta)
+        self.editor.edits = list(self.edits)
 
 
 @contextmanager
