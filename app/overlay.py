@@ -19,6 +19,7 @@ class LoadingOverlay(QWidget):
         card.setFixedWidth(440)
         self.title = QLabel("Loading model")
         self.title.setStyleSheet("font-size: 12pt; font-weight: 600;")
+        self.title.setWordWrap(True)
         self.message = QLabel("Starting…")
         self.message.setProperty("role", "hint")
         self.message.setWordWrap(True)

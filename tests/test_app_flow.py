@@ -219,10 +219,11 @@ def test_export_and_import_a_bundle(wb, tmp_path):
     before = [(e.seq, e.prompt, e.status) for e in wb.history_panel.model.entries]
     bundle = tmp_path / "edits.elderbundle"
     (message,) = wait_signal(wb.bench.message, lambda: wb.bench.export_bundle(str(bundle)), 120)
-    assert message.level == "info" and bundle.is_file()
+    assert message.level == "info" and bundle.is_file(), (message, sorted(p.name for p in tmp_path.iterdir()))
     database = tmp_path / "imported.elderdb"
     wait_signal(wb.bench.history_changed, lambda: wb.bench.import_bundle(str(bundle), str(database)), 180)
     idle(wb)
-    assert wb.bench.history.path == str(database)
+    assert wb.bench.history.path == str(database), wb.message_bar.detail.text()
     assert [(e.seq, e.prompt, e.status) for e in wb.history_panel.model.entries] == before
-    assert "Rome" in probe(wb, FACT[0]).result.edited_output
+    view = probe(wb, FACT[0])
+    assert "Rome" in view.result.edited_output, view.result

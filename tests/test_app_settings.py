@@ -1,7 +1,7 @@
 """What the window remembers between runs (QSettings, INI file here) and its shortcuts;
 no model is loaded."""
 
-from app_support import close_window, make_window
+from app_support import close_window, make_window, save_screenshot
 
 
 def test_settings_survive_a_restart(qapp, tmp_path):
@@ -47,5 +47,8 @@ def test_menus_and_shortcuts(qapp, tmp_path):
         a.tabs[3].trigger()
         assert window.tabs.currentIndex() == 3
         assert "No model" in window.status.model.text() and "Memory" in window.status.memory.text()
+        window.overlay.start("Loading the default model (SmolLM2-135M-Instruct)", "Reading tokenizer...")
+        save_screenshot(window, "loading_overlay")
+        window.overlay.hide()
     finally:
         close_window(window)

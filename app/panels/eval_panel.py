@@ -23,8 +23,8 @@ from ..eval_session import METRICS
 from ..plots import PlotWidget
 
 SAMPLES = Path(__file__).resolve().parents[2] / "resources" / "samples"
-ITEM_COLUMNS = (("#", 34), ("Prompt", 0), ("Target", 100), ("Output after all edits", 150), ("Rel.", 52),
-                ("Gen.", 52), ("Loc.", 52))
+ITEM_COLUMNS = (("#", 32), ("Prompt", 0), ("Target", 110), ("Output", 150), ("Rel.", 54),
+                ("Gen.", 54), ("Loc.", 54))
 CURVE_METRICS = (("reliability", style.ACCENT), ("generalization", style.EDIT), ("locality", style.FIRED))
 
 
@@ -40,10 +40,10 @@ def known_data_files() -> list[tuple[str, str]]:
     return files
 
 
-def _fmt(value: float, key: str) -> str:
+def _fmt(value: float, key: str, digits: int = 1) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
-    return f"{value:.2f} s" if key == "seconds_per_edit" else f"{100 * value:.1f} %"
+    return f"{value:.2f} s" if key == "seconds_per_edit" else f"{100 * value:.{digits}f} %"
 
 
 class EvalCurve(PlotWidget):
@@ -126,7 +126,8 @@ class EvalPanel(QWidget):
             if width:
                 self.items.setColumnWidth(col, width)
         self.items.horizontalHeader().setSectionResizeMode(1, QHeaderView.Stretch)
-        self.items.setToolTip("Raw outputs after all edits: greedy continuation of each edit prompt")
+        self.items.setToolTip("Raw outputs after all edits: the greedy continuation of each edit prompt, and "
+                              "its reliability, generalization and locality")
         self.table = QTableWidget(len(METRICS), 2)
         self.table.setHorizontalHeaderLabels(["Metric", "Value"])
         self.table.verticalHeader().hide()
@@ -278,8 +279,8 @@ class EvalPanel(QWidget):
             loc = [p["accuracy"] for p in item.get("locality", [])]
             values = [str(item.get("index", row)), item.get("prompt", ""), item.get("target", ""),
                       " ".join(str(item.get("output", "")).split()),
-                      _fmt(item.get("reliability"), ""), _fmt(sum(gen) / len(gen), "") if gen else "—",
-                      _fmt(sum(loc) / len(loc), "") if loc else "—"]
+                      _fmt(item.get("reliability"), "", 0), _fmt(sum(gen) / len(gen), "", 0) if gen else "—",
+                      _fmt(sum(loc) / len(loc), "", 0) if loc else "—"]
             for col, value in enumerate(values):
                 cell = QTableWidgetItem(value)
                 cell.setToolTip(value)
