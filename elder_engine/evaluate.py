@@ -82,7 +82,9 @@ def lifelong_eval(
     checkpoints: Sequence[int] = (),
 ) -> Iterator[Progress]:
     """Apply the edits one by one, then measure. Yields Progress; the last one has
-    detail={"result": EvalResult, "checkpoints": {n: EvalResult}}."""
+    detail={"result": EvalResult, "checkpoints": {n: EvalResult}, "curve": {n: EvalResult}}:
+    `checkpoints` are the measurements after n < T edits, `curve` adds the final one (n = T),
+    so a lifelong curve always ends at the run's result."""
     total = len(records)
     seconds: list[float] = []
     at: dict[int, EvalResult] = {}
@@ -107,4 +109,5 @@ def lifelong_eval(
     result.seconds_per_edit = mean(seconds)
     result.edit_seconds = seconds
     result.cancelled = cancelled
-    yield Progress(done, total, "done", {"result": result, "checkpoints": at})
+    curve = {**at, done: result} if done else dict(at)
+    yield Progress(done, total, "done", {"result": result, "checkpoints": at, "curve": curve})
