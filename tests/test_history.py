@@ -293,3 +293,19 @@ def test_keyed_profile_shares_frozen_experts_and_stays_exact(tmp_path):
     run(history.revert(2))
     assert same_state(state(editor), reference_state(history, [1, 3, 4], profile="keyed-experts"))
     history.close()
+
+
+def test_history_started_on_an_edited_engine_keeps_those_edits_as_its_base(tmp_path):
+    editor = tiny_editor()
+    editor.apply(EditRequest(*FACTS[5]))  # made before the history existed
+    base = state(editor)
+    history = open_tiny(tmp_path / "h.elderdb", editor)
+    edit(history, 0)
+    result = editor.probe(FACTS[0][0], max_new_tokens=1)
+    assert history.nearest_seq(result) in (1, None)
+    run(history.rollback_to(0))
+    assert same_state(state(editor), base) and len(editor.edits) == 1
+    history.close()
+    again = tiny_editor()
+    with EditHistory.open(history.path, again) as reopened:
+        assert reopened.head == 0 and same_state(state(again), base) and again.edits[0].prompt == FACTS[5][0]

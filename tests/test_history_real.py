@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from elder_engine import DEFAULT_PROFILE, EditRequest, ElderEditor, get_profile
+from elder_engine import EditRequest, ElderEditor, get_profile
 from elder_engine.cli import main
 from elder_engine.history import EditHistory, load_bundle
 from elder_engine.loading import LoadSettings, load_model
@@ -24,8 +24,10 @@ def probes(editor) -> list[dict]:
     return [editor.probe(p, max_new_tokens=3).to_dict() for p in PROMPTS]
 
 
-@pytest.mark.parametrize("profile", sorted({"paper", DEFAULT_PROFILE}))
-def test_replay_reopen_and_bundle_are_bit_exact(profile, fresh_default_model, default_model_cache_dir, tmp_path):
+def test_replay_reopen_and_bundle_are_bit_exact(fresh_default_model, default_model_cache_dir, tmp_path):
+    # The paper profile: its experts and routers are shared, so each replay starts from a state
+    # every earlier edit shaped (the default keyed profile is checked through the CLI below).
+    profile = "paper"
     editor = ElderEditor(fresh_default_model, get_profile(profile))
     # No keyframes: every rollback / redo below replays edits on the real model.
     history = EditHistory.open(tmp_path / "h.elderdb", editor, keyframe_budget_s=1e9)
@@ -64,13 +66,16 @@ def test_cli(tmp_path, capsys, default_model):
     db, bundle = str(tmp_path / "h.elderdb"), str(tmp_path / "b.elderbundle")
     code, out = cli(capsys, "edit", "--db", db, "--prompt", FACTS[0][0], "--target", FACTS[0][1])
     assert code == 0 and out["seq"] == 1 and out["edit"]["status"] == "applied"
-    code, out = cli(capsys, "probe", "--db", db, "--query", FACTS[0][0], "--keep", "--max-new-tokens", "3")
-    assert code == 0 and out["kept"] and {"edited_output", "original_output", "fired", "nearest_edit", "hamming"} <= set(out)
-    assert out["original_output"].startswith(" Paris")
+    probe = ("probe", "--db", db, "--query", FACTS[0][0], "--max-new-tokens", "3")
+    code, first = cli(capsys, *probe, "--keep")
+    assert code == 0 and first["kept"] and {"edited_output", "original_output", "fired", "nearest_edit", "hamming"} <= set(first)
+    assert first["original_output"].startswith(" Paris")
     code, out = cli(capsys, "history", "--db", db, "rollback", "0")
     assert code == 0 and out["head"] == 0 and out["edits"][0]["status"] == "rolled_back"
-    code, out = cli(capsys, "history", "--db", db, "redo")
+    code, out = cli(capsys, "history", "--db", db, "redo")  # replays the edit (default profile)
     assert code == 0 and out["head"] == 1
+    code, again = cli(capsys, *probe)  # a new process-like run: same outputs, bit for bit
+    assert {k: v for k, v in again.items() if k != "kept"} == {k: v for k, v in first.items() if k != "kept"}
     code, out = cli(capsys, "history", "--db", db, "export", bundle)
     assert code == 0
     code, out = cli(capsys, "history", "--db", str(tmp_path / "copy.elderdb"), "import", bundle)

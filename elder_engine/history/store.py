@@ -244,10 +244,15 @@ class Store:
 
     def compact(self) -> None:
         """Give freed pages back and fold the WAL into the file (best effort: skipped if busy)."""
-        try:
-            self._raw("PRAGMA incremental_vacuum", "PRAGMA wal_checkpoint(TRUNCATE)")
-        except (DBAPIError, sqlite3.Error):
-            pass
+        with self.lock:
+            raw = self.engine.raw_connection()
+            try:
+                # executescript runs the pragma to completion; a plain execute frees one page.
+                raw.driver_connection.executescript("PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE);")
+            except (DBAPIError, sqlite3.Error):
+                pass
+            finally:
+                raw.close()
 
     def close(self) -> None:
         self.compact()
