@@ -152,6 +152,12 @@ def reverts(args, editor, db: Path, records) -> dict:
         probe = editor.probe(r.prompt, r.target, max_new_tokens=16)
         others = [s for s in live if s != j]
         after = holds(editor, [records[s - 1] for s in others])
+        # ZsRE asks about one fact several times in a row (e.g. records 47-49: Kyrre Nakkim's
+        # mother). While another edit of the same subject is live, the reverted prompt is a
+        # paraphrase of a fact that is still edited: it should keep that edit's answer, and only a
+        # reverted edit with no such sibling can be expected to give the original answer.
+        siblings = [s for s in others if r.subject and records[s - 1].subject == r.subject]
+        sibling_targets = [records[s - 1].target for s in siblings]
         idx = {s: i for i, s in enumerate(live)}
         b_acc = [before["accuracy"][idx[s]] for s in others]
         b_em = [before["em"][idx[s]] for s in others]
@@ -160,6 +166,8 @@ def reverts(args, editor, db: Path, records) -> dict:
             "reverted": j, "replayed_edits": len([s for s in live if s > j]), "seconds": dt,
             "reverted_prompt": r.prompt, "reverted_target": r.target,
             "reverted_gives_original_answer": probe.edited_output == probe.original_output,
+            "live_edits_of_same_subject": siblings,
+            "gives_a_live_sibling_answer": any(probe.edited_output.strip().startswith(t.strip()) for t in sibling_targets),
             "reverted_output": probe.edited_output, "original_output": probe.original_output,
             "reverted_fired": probe.fired, "reverted_nearest_prompt": probe.nearest_prompt,
             "reverted_target_accuracy_before": before["accuracy"][idx[j]],
@@ -174,8 +182,13 @@ def reverts(args, editor, db: Path, records) -> dict:
         results.append(res)
     history.close()
     n = len(results)
+    alone = [r for r in results if not r["live_edits_of_same_subject"]]
     summary = {
         "reverts": n, "original_answer_back": sum(r["reverted_gives_original_answer"] for r in results),
+        "no_live_edit_of_same_subject": len(alone),
+        "original_answer_back_when_no_sibling": sum(r["reverted_gives_original_answer"] for r in alone),
+        "sibling_answer_when_sibling": sum(r["gives_a_live_sibling_answer"] for r in results
+                                           if r["live_edits_of_same_subject"]),
         "deferred": sum(not r["reverted_fired"] for r in results),
         "target_em_gone": sum(r["reverted_target_em_after"] == 0.0 for r in results),
         "others_em_held": f"{sum(int(r['others_em_held'].split('/')[0]) for r in results)}/"

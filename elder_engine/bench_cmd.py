@@ -24,14 +24,20 @@ def _timed(fn, prompt: str, tokens: int) -> float:
 
 
 def _bare_generator(bare):
+    """The untouched base model, fed exactly as the methods feed theirs (same encoding, same
+    generation settings), so the ratio measures the method and nothing else."""
     import torch
+
+    from .tokens import encode
 
     tok = bare.tokenizer
 
     def generate(prompt: str, n: int):
-        ids = tok(prompt, return_tensors="pt").to(bare.device)
+        batch = encode(tok, [prompt]).to(bare.device)
         with torch.no_grad():
-            return bare.model.generate(**ids, max_new_tokens=n, do_sample=False, pad_token_id=tok.pad_token_id)
+            return bare.model.generate(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                                       max_new_tokens=n, min_new_tokens=n, do_sample=False,
+                                       pad_token_id=tok.pad_token_id, num_beams=1)
     return generate
 
 
@@ -67,7 +73,7 @@ def run_bench(args) -> int:
         methods[name] = method
     bare = open_model(args)  # a separate, untouched copy: the baseline is the bare model
     runners = {"bare": _bare_generator(bare)}
-    runners.update({name: (lambda m: lambda p, n: m.generate([p], n))(m) for name, m in methods.items()})
+    runners.update({name: (lambda m: lambda p, n: m.generate([p], n, fixed_length=True))(m) for name, m in methods.items()})
 
     # Half edited prompts (edits fire), half unrelated ones (deferred), as a user mixes them.
     prompts = [r.prompt for r in records[: args.prompts // 2]]

@@ -69,7 +69,7 @@ def run_scaling(args) -> int:
                 file_bytes = os.path.getsize(path)
             t0 = time.perf_counter()
             for p in probe_prompts:
-                editor.generate([p], args.tokens)
+                editor.generate([p], args.tokens, fixed_length=True)
             rows.append({
                 "edits": n,
                 "seconds_per_edit_median": statistics.median(window_seconds),

@@ -47,7 +47,7 @@ def plot_png(runs: Mapping[str, MethodRun], title: str = "") -> bytes:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(12, 3.8), dpi=100)
+    fig = Figure(figsize=(13, 3.8), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 3, sharey=True)
     colours = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
@@ -65,10 +65,10 @@ def plot_png(runs: Mapping[str, MethodRun], title: str = "") -> bytes:
         if len({n for run in runs.values() for n in run.curve}) > 2:
             ax.set_xscale("log")
     axes[0].set_ylabel("score (solid: token accuracy, dashed: exact match)")
-    axes[-1].legend(fontsize=7, loc="lower left")
+    # outside the panels: at 1.0 the lines of good methods lie on the frame, a legend would hide them
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right upper", fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     return buffer.getvalue()

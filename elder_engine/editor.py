@@ -109,6 +109,9 @@ class ElderEditor:
             if not target.strip():
                 raise EditRequestError("The new target is empty; type the answer the model should give.")
             t = len(target_ids(self.tokenizer, prompt, target))
+            if t == 0:  # e.g. a tokenizer that drops characters it has no token for
+                raise EditRequestError("The target gives no tokens with this model's tokenizer, so there is "
+                                       "nothing to train or score; write it with characters the model knows.")
             if t > MAX_TARGET_TOKENS:
                 raise EditRequestError(f"The target is {t} tokens long; at most {MAX_TARGET_TOKENS} are allowed.")
             n += t
@@ -252,12 +255,17 @@ class ElderEditor:
         return full_target_logits(self.tuner, batch, deferral=True, expert_index=index), batch
 
     @torch.no_grad()
-    def generate(self, prompts: list[str], max_new_tokens: int, *, original: bool = False) -> list[list[int]]:
-        """Greedy continuations (token ids) of left-padded prompts, routing per sequence."""
+    def generate(self, prompts: list[str], max_new_tokens: int, *, original: bool = False,
+                 fixed_length: bool = False) -> list[list[int]]:
+        """Greedy continuations (token ids) of left-padded prompts, routing per sequence.
+        `fixed_length` generates exactly max_new_tokens (no stop at EOS): timings then compare
+        the same amount of work whatever the edit makes the model answer."""
         batch = encode(self.tokenizer, prompts).to(self.device)
         pad = self.tokenizer.pad_token_id
         kwargs = dict(input_ids=batch.input_ids, attention_mask=batch.attention_mask, max_new_tokens=max_new_tokens,
                       do_sample=False, pad_token_id=pad, num_beams=1)
+        if fixed_length:
+            kwargs["min_new_tokens"] = max_new_tokens
         if original:
             with self.original():
                 out = self.model.generate(**kwargs)

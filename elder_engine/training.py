@@ -8,7 +8,7 @@ them once and replays their output; the LM head is applied at the target positio
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any, Iterator
 
 import torch
@@ -38,19 +38,24 @@ def inner_model(model: nn.Module) -> nn.Module:
     return getattr(model, model.base_model_prefix)
 
 
-class LowerBlockCache:
-    """Runs the blocks below `first` once; afterwards forwards start from their output."""
+class FrozenPrefix:
+    """Runs the blocks below `first` once and replays their output afterwards.
 
-    def __init__(self, tuner: ElderModel, batch: Batch, expert_index: torch.Tensor | None = None) -> None:
-        self.tuner = tuner
-        self.batch = batch
-        self.expert_index = expert_index
-        self.model = tuner.model
-        _, self.blocks = find_blocks(self.model)
-        self.first = tuner.config_elder.first_edit_layer
+    Nothing below `first` changes while an edit trains, so every later forward starts at block
+    `first`; the LM head is applied at the target positions only. Subclasses say in which
+    context the two forwards run (`_fill_context`, `_forward_context`)."""
+
+    def __init__(self, model: nn.Module, blocks: nn.ModuleList, batch: Batch, first: int) -> None:
+        self.model, self.blocks, self.batch, self.first = model, blocks, batch, first
         self.output: Any = None
-        self.query: torch.Tensor | None = None
-        self._fill()
+        if first > 0:
+            self._fill()
+
+    def _fill_context(self):
+        return nullcontext()
+
+    def _forward_context(self):
+        return nullcontext()
 
     def _fill(self) -> None:
         def keep(module, args, output):
@@ -62,12 +67,11 @@ class LowerBlockCache:
         h1 = self.blocks[self.first - 1].register_forward_hook(keep)
         h2 = self.blocks[self.first].register_forward_pre_hook(stop)
         try:
-            with torch.no_grad(), self.tuner.routing.session(self.batch.query_positions, deferral=False) as state:
+            with torch.no_grad(), self._fill_context():
                 try:
                     inner_model(self.model)(**self.batch.model_inputs(), use_cache=False)
                 except _StopForward:
                     pass
-                self.query = state.query
         finally:
             h1.remove()
             h2.remove()
@@ -85,14 +89,33 @@ class LowerBlockCache:
                 self.blocks[i] = block
 
     def target_logits(self) -> torch.Tensor:
-        """Logits (B, T, V) at the target positions, experts applied, gradients to ELDER."""
+        """Logits (B, T, V) at the target positions; gradients reach whatever is trainable."""
         b = self.batch
-        with self._replayed(), self.tuner.routing.session(
-            query=self.query, deferral=False, expert_index=self.expert_index
-        ):
+        with self._replayed(), self._forward_context():
             hidden = inner_model(self.model)(**b.model_inputs(), use_cache=False).last_hidden_state
         rows = torch.arange(hidden.shape[0], device=hidden.device)[:, None]
         return self.model.get_output_embeddings()(hidden[rows, b.target_positions]).float()
+
+
+class LowerBlockCache(FrozenPrefix):
+    """`FrozenPrefix` for ELDER: the fill also records the routing query (taken at the last
+    prompt token, in a lower block), and training forwards route with it."""
+
+    def __init__(self, tuner: ElderModel, batch: Batch, expert_index: torch.Tensor | None = None) -> None:
+        self.tuner = tuner
+        self.expert_index = expert_index
+        self.query: torch.Tensor | None = None
+        _, blocks = find_blocks(tuner.model)
+        super().__init__(tuner.model, blocks, batch, tuner.config_elder.first_edit_layer)
+
+    @contextmanager
+    def _fill_context(self):
+        with self.tuner.routing.session(self.batch.query_positions, deferral=False) as state:
+            yield
+            self.query = state.query
+
+    def _forward_context(self):
+        return self.tuner.routing.session(query=self.query, deferral=False, expert_index=self.expert_index)
 
 
 def full_target_logits(

@@ -6,7 +6,7 @@ import torch
 from elder_engine.editor import EditRequest, ElderEditor
 from elder_engine.elder import ElderLayer, get_profile
 from elder_engine.errors import EditRequestError, UnsupportedModelError
-from elder_engine.events import CancelToken, EditCancelled, EditFinished, EditStep
+from elder_engine.events import CancelToken, EditCancelled, EditStep
 from elder_engine.presets import draw_preset
 from elder_engine.tokens import encode
 from elder_engine.training import LowerBlockCache, full_target_logits
@@ -196,6 +196,17 @@ def test_invalid_requests_are_refused_with_a_message():
         editor.probe("the " * 500)
     with pytest.raises(EditRequestError, match="tokens long"):
         list(editor.edit(EditRequest("the capital", "paris " * 100)))
+
+
+def test_a_target_with_no_tokens_is_refused(monkeypatch):
+    # Some tokenizers silently drop text they cannot encode; scoring zero tokens would say P = 1.
+    import elder_engine.editor as editor_module
+    editor = make()
+    monkeypatch.setattr(editor_module, "target_ids", lambda tokenizer, prompt, target: [])
+    with pytest.raises(EditRequestError, match="no tokens"):
+        list(editor.edit(EditRequest("the capital", "\u2603")))
+    with pytest.raises(EditRequestError, match="no tokens"):
+        editor.probe("the capital", target="\u2603")
 
 
 def test_unsupported_ffn_module_is_a_clear_error():

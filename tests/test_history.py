@@ -295,6 +295,33 @@ def test_keyed_profile_shares_frozen_experts_and_stays_exact(tmp_path):
     history.close()
 
 
+def test_keyed_history_keyframes_every_edit_by_default_for_little_space(tmp_path):
+    # Keyed routing only adds frozen experts, and the training slot is emptied after each edit,
+    # so a keyframe per edit adds almost nothing beyond the new experts: rollback is a load.
+    editor = tiny_editor(profile="keyed-experts", max_steps=3)
+    history = open_tiny(tmp_path / "k.elderdb", editor)
+    assert history.keyframe_budget_s == 0.0
+    def blobs():
+        with sqlite3.connect(history.path) as db:
+            return db.execute("SELECT count(*) FROM tensor_blobs").fetchone()[0]
+
+    for i in range(2):
+        edit(history, i)
+    after_two = blobs()
+    for i in range(2, 4):
+        edit(history, i)
+    with sqlite3.connect(history.path) as db:
+        kinds = sorted(k for (k,) in db.execute("SELECT kind FROM states"))
+    assert kinds == ["base"] + ["keyframe"] * 4
+    # per edit: its own A and B in each layer, plus the small key index and RNG tensors
+    layers = len(editor.tuner.elder_layers)
+    assert (blobs() - after_two) / 2 <= 2 * layers + 4
+    history.close()
+    paper = open_tiny(tmp_path / "p.elderdb", tiny_editor())
+    assert paper.keyframe_budget_s > 0
+    paper.close()
+
+
 def test_history_started_on_an_edited_engine_keeps_those_edits_as_its_base(tmp_path):
     editor = tiny_editor()
     editor.apply(EditRequest(*FACTS[5]))  # made before the history existed

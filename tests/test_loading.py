@@ -17,7 +17,7 @@ from transformers import (AutoModelForCausalLM, BertConfig, BertModel, DistilBer
                           DistilBertModel, GPT2Config, GPTNeoXConfig, LlamaConfig,
                           PreTrainedTokenizerFast, Qwen2Config)
 
-from elder_engine import loading
+from elder_engine import gguf_cache, loading
 from elder_engine.errors import ModelLoadError, UnsupportedModelError
 from elder_engine.loading import LoadSettings, load_model, transformer_blocks
 
@@ -216,7 +216,7 @@ def test_failed_conversion_leaves_no_half_cache(tmp_path, monkeypatch):
 
     def disk_full(*_args, **_kwargs):
         raise OSError(28, "No space left on device")
-    monkeypatch.setattr(loading, "save_file", disk_full)
+    monkeypatch.setattr(gguf_cache, "save_file", disk_full)
     with pytest.raises(ModelLoadError, match="No space left"):
         load_model(gguf_path, settings)
     assert list((tmp_path / "cache").iterdir()) == []

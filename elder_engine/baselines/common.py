@@ -24,7 +24,7 @@ from ..elder import ElderConfig, find_blocks, get_profile, resolve_targets
 from ..errors import EditRequestError
 from ..events import AppliedEdit, CancelToken, EditCancelled, EditFinished, EditStarted, EditStep
 from ..tokens import Batch, encode
-from ..training import _ReplayBlock, _StopForward, inner_model, target_cross_entropy
+from ..training import FrozenPrefix, target_cross_entropy
 
 
 BUDGET = ("max_steps", "early_stop_loss", "max_batch")
@@ -52,53 +52,6 @@ class BaselineConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-class FrozenPrefix:
-    """Runs the blocks below `first` once per edit and replays their output afterwards.
-
-    The same trick as `training.LowerBlockCache`, for a plain model: nothing below `first`
-    changes during an edit, so its output is computed once; the LM head is applied at the
-    target positions only."""
-
-    def __init__(self, model: nn.Module, blocks: nn.ModuleList, batch: Batch, first: int) -> None:
-        self.model, self.blocks, self.batch, self.first = model, blocks, batch, first
-        self.output: Any = None
-        if first > 0:
-            self._fill()
-
-    def _fill(self) -> None:
-        def keep(module, args, output):
-            self.output = output
-
-        def stop(module, args):
-            raise _StopForward
-
-        h1 = self.blocks[self.first - 1].register_forward_hook(keep)
-        h2 = self.blocks[self.first].register_forward_pre_hook(stop)
-        try:
-            with torch.no_grad():
-                try:
-                    inner_model(self.model)(**self.batch.model_inputs(), use_cache=False)
-                except _StopForward:
-                    pass
-        finally:
-            h1.remove()
-            h2.remove()
-
-    def target_logits(self) -> torch.Tensor:
-        b = self.batch
-        originals = [self.blocks[i] for i in range(self.first)]
-        replay = _ReplayBlock(self.output)
-        try:
-            for i in range(self.first):
-                self.blocks[i] = replay
-            hidden = inner_model(self.model)(**b.model_inputs(), use_cache=False).last_hidden_state
-        finally:
-            for i, block in enumerate(originals):
-                self.blocks[i] = block
-        rows = torch.arange(hidden.shape[0], device=hidden.device)[:, None]
-        return self.model.get_output_embeddings()(hidden[rows, b.target_positions]).float()
 
 
 def budget_of(elder_config: ElderConfig) -> dict:
@@ -255,10 +208,13 @@ class BaselineEditor:
         return logits[rows, batch.target_positions].float(), batch
 
     @torch.no_grad()
-    def generate(self, prompts: list[str], max_new_tokens: int, *, original: bool = False) -> list[list[int]]:
+    def generate(self, prompts: list[str], max_new_tokens: int, *, original: bool = False,
+                 fixed_length: bool = False) -> list[list[int]]:
         batch = encode(self.tokenizer, prompts).to(self.device)
         kwargs = dict(input_ids=batch.input_ids, attention_mask=batch.attention_mask, max_new_tokens=max_new_tokens,
                       do_sample=False, pad_token_id=self.tokenizer.pad_token_id, num_beams=1)
+        if fixed_length:
+            kwargs["min_new_tokens"] = max_new_tokens
         with (self.original() if original else self.scoring(None)):
             out = self.model.generate(**kwargs)
         S = batch.input_ids.shape[1]

@@ -83,12 +83,19 @@ class ElderLayer(nn.Module, BaseTunerLayer):
         name = self.active_adapters[0]
         with torch.no_grad():
             bound = 1.0 / math.sqrt(self.in_features)
-            self.elder_A[name].uniform_(-bound, bound, generator=generator)
+            # drawn on the CPU generator and copied: the same numbers whatever device the layer is on
+            a = torch.empty(self.elder_A[name].shape).uniform_(-bound, bound, generator=generator)
+            self.elder_A[name].copy_(a)
             self.elder_B[name].zero_()
 
     def commit_training_expert(self) -> None:
         name = self.active_adapters[0]
         self.pool.append((self.elder_A[name][0].detach().clone(), self.elder_B[name][0].detach().clone()))
+        with torch.no_grad():
+            # The slot is drawn afresh before the next edit; emptied now, it is the same (zero)
+            # tensor in every stored state, so the history stores it once instead of per state.
+            self.elder_A[name].zero_()
+            self.elder_B[name].zero_()
 
     def _keyed_delta(self, x: torch.Tensor, index: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         name = self.active_adapters[0]

@@ -8,7 +8,6 @@ allocation codes.
 
 from __future__ import annotations
 
-from typing import Optional
 
 import torch
 from torch import nn

@@ -9,7 +9,7 @@ here one `RoutingState` object per engine owns it.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterator, Optional
 
 import torch

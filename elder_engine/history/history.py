@@ -57,8 +57,8 @@ class EditHistory:
             s.add(ModelRow(id=1, fingerprint=loaded.fingerprint, source=str(loaded.source),
                            display_name=loaded.display_name, model_type=loaded.model_type,
                            config=editor.config.elder_fields()))
-            s.add(Info(key="keyframe_budget_s", value=snap.DEFAULT_KEYFRAME_BUDGET_S if keyframe_budget_s is None
-                        else keyframe_budget_s))
+            s.add(Info(key="keyframe_budget_s", value=snap.default_keyframe_budget(editor.config)
+                        if keyframe_budget_s is None else keyframe_budget_s))
             s.add(Info(key="base_edits", value=[e.to_dict() for e in editor.edits]))
             snap.store_state(s, "base", snap.BASE_KEY, [], editor.config.elder_fields(), snap.capture(editor))
 
@@ -87,7 +87,8 @@ class EditHistory:
             info = {r.key: r.value for r in s.scalars(select(Info))}
             self._base_edits = list(info.get("base_edits") or [])
             budget = self._budget_override if self._budget_override is not None else info.get("keyframe_budget_s")
-            self.keyframe_budget_s = float(snap.DEFAULT_KEYFRAME_BUDGET_S if budget is None else budget)
+            self.keyframe_budget_s = float(snap.default_keyframe_budget(self.editor.config) if budget is None
+                                           else budget)
             self._chain = list(s.scalars(select(EditRow.seq).where(EditRow.status == "applied").order_by(EditRow.seq)))
             self._keys = snap.prefix_keys(self._chain)
             head = s.scalar(select(StateRow).where(StateRow.chain_key == self._keys[-1])) if restore else None
