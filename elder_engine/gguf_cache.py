@@ -59,7 +59,7 @@ def _cache_intact(folder: Path) -> bool:
     # The manifest is written last, inside the temp folder, so its presence means the
     # conversion finished; sizes and the safetensors header catch later truncation.
     try:
-        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+        manifest = read_manifest(folder)
         if manifest.get("format") != FORMAT:
             return False
         for name, size in manifest["files"].items():

@@ -43,7 +43,7 @@ class EditHistory:
         self._keys: list[str] = [snap.BASE_KEY]
         self._base_edits: list[dict] = []
         self._budget_override = budget_s
-        self.keyframe_budget_s = snap.DEFAULT_KEYFRAME_BUDGET_S
+        self.keyframe_budget_s = snap.default_keyframe_budget(editor.config)  # the file's value replaces it in _load
         self.model_info: dict = {}
         self._closed = False
 
