@@ -108,6 +108,19 @@ class CodeGrid:
         self.empty = ax.text(0.5, 0.5, "", transform=ax.transAxes, ha="center", va="center", color=style.MUTED,
                              fontsize=8, wrap=True)
 
+    def placeholder(self, text: str) -> None:
+        """Before any probe: a titled, empty frame with a hint instead of bare 0-1 axes."""
+        ax = self.ax
+        ax.clear()
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_visible(True)
+            spine.set_color(style.BORDER)
+        ax.set_title(self.title, fontsize=8.5)
+        ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color=style.MUTED, fontsize=8)
+        self.shape = None
+
     def update(self, code: Optional[Sequence[int]], layers: int, experts: int,
                reference: Optional[Sequence[int]] = None, title: Optional[str] = None,
                empty_text: str = "no edit", labels: Optional[Sequence[str]] = None,

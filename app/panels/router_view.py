@@ -24,6 +24,8 @@ class RouterView(PlotWidget):
         self.bars = RouterBars(self.figure.add_subplot(grid[0, 0]))
         self.query_code = CodeGrid(self.figure.add_subplot(grid[0, 1]), "this query", style.ACCENT)
         self.edit_code = CodeGrid(self.figure.add_subplot(grid[0, 2]), "nearest edit", style.EDIT)
+        for grid_view in (self.query_code, self.edit_code):
+            grid_view.placeholder("no probe yet")
         self.caption = self.figure.text(0.07, 0.975, "Probe a query to see how the routers treat it.",
                                         fontsize=9, color=style.TEXT, va="top", fontweight="bold")
 
@@ -85,7 +87,7 @@ class RouterView(PlotWidget):
         self.query_code.update(flat if any(flat) else None, layers, len(cols), labels=labels, columns=names,
                                title="experts used", empty_text="none:\ndeferred")
         self.edit_code.update([v for row in near for v in row], layers, len(cols), labels=labels, columns=names,
-                              title="nearest edit's experts")
+                              title="nearest edit")
 
     @staticmethod
     def _caption(r) -> str:
