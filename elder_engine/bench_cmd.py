@@ -59,15 +59,16 @@ def run_bench(args) -> int:
     elder_config = get_profile(args.profile or DEFAULT_PROFILE)
     data = load_edits(args.data or dev_split("zsre"), limit=args.edits)
     records = data.records
-    methods, seconds = {}, {}
+    methods, seconds, steps = {}, {}, {}
     for name in names:  # each on its own copy: the baselines change their model in place
         method = build_method(name, open_model(args), elder_config, settings.get(name))
         bar = ProgressBar(f"{name} edits")
-        seconds[name] = []
+        seconds[name], steps[name] = [], []
         for i, r in enumerate(records, 1):
             t0 = time.perf_counter()
-            method.apply(EditRequest(r.prompt, r.target, r.train_paraphrases))
+            applied = method.apply(EditRequest(r.prompt, r.target, r.train_paraphrases))
             seconds[name].append(time.perf_counter() - t0)
+            steps[name].append(applied.steps)
             bar.update(i, len(records), f"{seconds[name][-1]:.2f}s")
         bar.close()
         methods[name] = method
@@ -94,6 +95,7 @@ def run_bench(args) -> int:
     per_method = {name: {
         "seconds_per_edit_median": statistics.median(seconds[name]),
         "seconds_per_edit_mean": statistics.fmean(seconds[name]),
+        "steps_per_edit_median": statistics.median(steps[name]),
         "inference_overhead": sum(spent[name]) / bare_total,
         "inference_seconds": sum(spent[name]),
         "extra_parameters": int(methods[name].extra_parameters()),
@@ -104,6 +106,7 @@ def run_bench(args) -> int:
         "edits": len(records),
         "seconds_per_edit_median": per_method[lead]["seconds_per_edit_median"],
         "seconds_per_edit_mean": per_method[lead]["seconds_per_edit_mean"],
+        "steps_per_edit_median": per_method[lead]["steps_per_edit_median"],
         "inference_overhead": per_method[lead]["inference_overhead"],
         **({"inference_seconds_elder": sum(spent["elder"])} if "elder" in names else {}),
         "inference_seconds_bare": bare_total,

@@ -8,6 +8,7 @@ of `Progress` events like every long engine operation; its last event carries th
 from __future__ import annotations
 
 import gc
+from statistics import median
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Optional, Sequence
 
@@ -33,7 +34,8 @@ class MethodRun:
     def figures(self) -> dict:
         """The comparison table's row; the same key names as a single-method eval summary."""
         out = {k: getattr(self.result, k) for k in (*METRICS, "seconds_per_edit")}
-        out.update(extra_parameters=self.extra_parameters, state_bytes=self.state_bytes, edits=self.result.edits)
+        out.update(extra_parameters=self.extra_parameters, state_bytes=self.state_bytes, edits=self.result.edits,
+                   steps_per_edit_median=median(self.result.edit_steps) if self.result.edit_steps else None)
         return out
 
     def curve_rows(self) -> list[dict]:

@@ -100,12 +100,13 @@ def run_eval(args) -> int:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         detail = {name: {"summary": figures[name], "settings": run.settings, "edit_seconds": run.result.edit_seconds,
+                         "edit_steps": run.result.edit_steps,
                          "curve": _clean({str(n): r.summary() for n, r in run.curve.items()}),
                          "items": run.result.items} for name, run in runs.items()}
         if len(names) == 1:  # the single-method layout the app reads
             only = detail[names[0]]
             document = {"summary": {**meta, **only["summary"]}, "settings": only["settings"],
-                        "edit_seconds": only["edit_seconds"], "curve": only["curve"], "items": only["items"]}
+                        "edit_seconds": only["edit_seconds"], "edit_steps": only["edit_steps"], "curve": only["curve"], "items": only["items"]}
         else:
             document = {"summary": meta, "methods": detail}
         out.write_text(json.dumps(document, indent=1))

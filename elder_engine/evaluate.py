@@ -29,6 +29,7 @@ class EvalResult:
     locality_em: float
     seconds_per_edit: float
     edit_seconds: list[float] = field(default_factory=list)
+    edit_steps: list[int] = field(default_factory=list)  # iterations per edit: a load-free speed figure
     items: list[dict] = field(default_factory=list)   # raw outputs per record
     cancelled: bool = False
 
@@ -84,6 +85,7 @@ def lifelong_eval(
     so a lifelong curve always ends at the run's result."""
     total = len(records)
     seconds: list[float] = []
+    steps: list[int] = []
     at: dict[int, EvalResult] = {}
     wanted = sorted({c for c in checkpoints if 0 < c < total})
     for n, record in enumerate(records, 1):
@@ -92,7 +94,7 @@ def lifelong_eval(
         t0 = time.perf_counter()
         for event in method.edit(EditRequest(record.prompt, record.target, record.train_paraphrases)):
             if isinstance(event, EditFinished):
-                pass
+                steps.append(event.edit.steps)
         seconds.append(time.perf_counter() - t0)
         yield Progress(n, total, f"edit {n}/{total}", {"seconds": seconds[-1]})
         if n in wanted:
@@ -105,6 +107,7 @@ def lifelong_eval(
     result = measure(method, records[:done]) if done else EvalResult(0, *([float("nan")] * 7))
     result.seconds_per_edit = mean(seconds)
     result.edit_seconds = seconds
+    result.edit_steps = steps
     result.cancelled = cancelled
     curve = {**at, done: result} if done else dict(at)
     yield Progress(done, total, "done", {"result": result, "checkpoints": at, "curve": curve})

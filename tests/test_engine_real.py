@@ -2,6 +2,7 @@
 the base model exactly, switching the experts off gives the base model exactly."""
 
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -90,13 +91,17 @@ def test_eval_cli_prints_metrics_and_writes_raw_outputs(tmp_path, default_model)
     assert "] 2/2" in proc.stderr  # the progress bar reached the end
     raw = json.loads(out.read_text())
     assert len(raw["items"]) == 2 and "output" in raw["items"][0]
+    # iterations per edit: the speed figure that the machine's load does not change
+    steps = raw["edit_steps"]
+    assert len(steps) == 2 and all(1 <= s <= 50 for s in steps)
+    assert summary["steps_per_edit_median"] == statistics.median(steps)
 
 
 def test_bench_cli_reports_its_figures(default_model):
     proc = run_cli("bench", "--edits", "2", "--prompts", "2", "--tokens", "4")
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    for key in ("seconds_per_edit_median", "inference_overhead", "peak_rss_mb", "threads"):
+    for key in ("seconds_per_edit_median", "steps_per_edit_median", "inference_overhead", "peak_rss_mb", "threads"):
         assert key in result
     assert result["inference_overhead"] > 0 and result["peak_rss_mb"] > 100
 
