@@ -27,13 +27,25 @@ sys.path.insert(0, str(ROOT))
 KEYS = ("reliability", "generalization", "locality", "reliability_em", "generalization_em", "locality_em")
 
 
+def _value(text: str):
+    """'50' -> 50, '1e-4' -> 0.0001, 'none' -> None, anything else stays a string."""
+    if text.lower() == "none":
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
 def parse_grid(items: list[str]) -> list[dict]:
     axes = []
     for item in items:
         name, _, values = item.partition("=")
         if not values:
             raise SystemExit(f"--grid wants NAME=V1,V2,..., got {item!r}")
-        axes.append([(name, float(v) if v.lower() != "none" else None) for v in values.split(",")])
+        axes.append([(name, _value(v)) for v in values.split(",")])
     return [dict(combo) for combo in itertools.product(*axes)] or [{}]
 
 
@@ -45,7 +57,7 @@ def run_window(job: tuple) -> dict:
     from elder_engine import ElderEditor, LoadSettings, get_profile, lifelong_eval, load_edits, load_model
 
     loaded = load_model("default", LoadSettings(threads=1))
-    config = get_profile(profile, **{k: (int(v) if k == "max_steps" else v) for k, v in settings.items()})
+    config = get_profile(profile, **settings)
     editor = ElderEditor(loaded, config)
     records = load_edits(data, offset=offset, limit=window).records
     event = None
@@ -69,7 +81,7 @@ def main() -> None:
     p.add_argument("--allow-eval", action="store_true", help="permit records below 300 (evaluation split)")
     p.add_argument("--out", default="runs/sweep.jsonl")
     args = p.parse_args()
-    if args.offset < 300 and not args.allow_eval:
+    if Path(args.data).name == "zsre_dev.json" and args.offset < 300 and not args.allow_eval:
         raise SystemExit("records 0-299 are the evaluation split; tune on 300-599 (or pass --allow-eval)")
     grid = parse_grid(args.grid)
     jobs = [(args.profile, s, args.data, args.offset + w * args.window, args.window)
