@@ -106,7 +106,7 @@ def run_eval(args) -> int:
         if len(names) == 1:  # the single-method layout the app reads
             only = detail[names[0]]
             document = {"summary": {**meta, **only["summary"]}, "settings": only["settings"],
-                        "edit_seconds": only["edit_seconds"], "edit_steps": only["edit_steps"], "curve": only["curve"], "items": only["items"]}
+                        **{k: only[k] for k in ("edit_seconds", "edit_steps", "curve", "items")}}
         else:
             document = {"summary": meta, "methods": detail}
         out.write_text(json.dumps(document, indent=1))
