@@ -77,6 +77,11 @@ def run(argv: Optional[list[str]] = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.smoke and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from .display_check import xcb_problem
+    problem = xcb_problem()
+    if problem:  # Qt would abort with a notice that names no missing file
+        print(problem, file=sys.stderr)
+        return 2
 
     from PySide6.QtCore import Qt, QTimer
     from PySide6.QtWidgets import QApplication, QSplashScreen

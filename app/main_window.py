@@ -81,7 +81,12 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.splitter, 1)
         self.setCentralWidget(central)
         self.overlay = LoadingOverlay(central)
-        self.resize(1480, 940)
+        # First run: the designed size, shrunk to fit a smaller screen (a saved geometry wins later).
+        screen = self.screen().availableGeometry() if self.screen() else None
+        width, height = 1480, 940
+        if screen is not None:
+            width, height = min(width, int(screen.width() * 0.95)), min(height, int(screen.height() * 0.95))
+        self.resize(width, height)
 
     def _connect(self) -> None:
         b = self.bench

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 PROFILES = ("paper", "paper+key-scope", "own-experts", "keyed-experts")
-KEYS = ("reliability", "generalization", "locality", "reliability_em", "generalization_em", "locality_em")
+from elder_engine.comparison import METRICS as KEYS  # noqa: E402 - after the path set-up
 
 
 def run_profile(profile: str, edits: int, checkpoints: list[int], offset: int, data: str, threads: int) -> dict:

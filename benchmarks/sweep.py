@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-KEYS = ("reliability", "generalization", "locality", "reliability_em", "generalization_em", "locality_em")
+from elder_engine.comparison import METRICS as KEYS  # noqa: E402 - after the path set-up
 
 
 def _value(text: str):
