@@ -143,15 +143,15 @@ def test_grace_codebook_adds_expands_and_splits(taught):
     method = _make("grace", taught("llama"), max_steps=3, eps_init=2.0)
     layer = method.layer
     method.apply(EditRequest("the capital of france is", "london"))  # empty codebook: add
-    assert layer.keys.shape[0] == 1 and layer.radii.tolist() == [2.0]
+    assert layer.keys.shape[0] == 1 and layer.radii.tolist() == pytest.approx([2.0], rel=1e-6)
     method.apply(EditRequest("the capital of france is", "london"))  # same label: expand
-    assert layer.keys.shape[0] == 1 and layer.radii.tolist() == pytest.approx([2.0])
+    assert layer.keys.shape[0] == 1 and layer.radii.tolist() == pytest.approx([2.0], rel=1e-6)
     method.apply(EditRequest("the capital of france is", "paris"))  # the same key, a new label
     assert layer.keys.shape[0] == 1 and layer.labels == ["paris"]
     method.apply(EditRequest("who wrote hamlet ?", "blue"))  # nearby key, other label: split
     d = float(torch.dist(layer.keys[0], layer.keys[1]))
     assert 0 < d < 4.0  # (its balls overlap: radius 2 + eps_init 2)
-    assert layer.labels == ["paris", "blue"] and layer.radii.tolist() == pytest.approx([d / 2, d / 2])
+    assert layer.labels == ["paris", "blue"] and layer.radii.tolist() == pytest.approx([d / 2, d / 2], rel=1e-6)
     assert method.extra_parameters() == 2 * (128 + 64 + 1)
     # each edit still answers its own prompt
     assert token_accuracy(method, [("the capital of france is", "paris"), ("who wrote hamlet ?", "blue")])[0] == [1, 1]
