@@ -3,6 +3,7 @@ keyframes, probes, eval runs, bundles, migrations."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import sqlite3
@@ -105,13 +106,26 @@ def test_rollback_any_point_is_bit_exact_then_redo(built):
 
 def test_replay_uses_recorded_thread_count(built):
     history, editor, states, _ = built
+    with sqlite3.connect(history.path) as db:
+        recorded = json.loads(db.execute("SELECT engine FROM edits WHERE seq = 1").fetchone()[0])["threads"]
+    now = recorded + 1  # anything but the recorded count
+    seen = []  # torch's thread count at every training step of the replay
+    train = editor.edit
+
+    def spy(*args, **kwargs):
+        for event in train(*args, **kwargs):
+            seen.append(torch.get_num_threads())
+            yield event
+    editor.edit = spy
     old = torch.get_num_threads()
-    torch.set_num_threads(2)
+    torch.set_num_threads(now)
     try:
-        run(history.rollback_to(1))
-        assert torch.get_num_threads() == 2  # put back after the replay
+        run(history.rollback_to(1))  # no keyframe: edit 1 is replayed from the base state
+        assert torch.get_num_threads() == now  # put back after the replay
     finally:
         torch.set_num_threads(old)
+        del editor.edit
+    assert seen and set(seen) == {recorded}  # during the replay: the count the edit was trained with
     assert same_state(state(editor), states[1])
 
 
@@ -218,7 +232,9 @@ def test_probes_and_eval_runs_are_kept(built):
     result = editor.probe(FACTS[1][0], FACTS[1][1], max_new_tokens=2)
     history.keep_probe(result)
     (kept,) = history.probes()
-    assert kept["edited_output"] == result.edited_output and kept["head"] == 4 and kept["nearest_seq"] in (1, 2, 3, 4)
+    assert result.nearest_edit is not None  # four edits exist: there is a nearest one
+    assert kept["edited_output"] == result.edited_output and kept["head"] == 4
+    assert kept["nearest_seq"] == [1, 2, 3, 4][result.nearest_edit]
     history.record_eval_run({"reliability": 0.5}, {"epsilon": 12})
     (ev,) = history.eval_runs()
     assert ev["summary"] == {"reliability": 0.5} and ev["settings"] == {"epsilon": 12} and ev["head"] == 4
@@ -248,24 +264,50 @@ def test_migration_runner(tmp_path, monkeypatch):
     def add_note_column(conn):
         conn.exec_driver_sql("ALTER TABLE edits ADD COLUMN note TEXT")
 
-    monkeypatch.setattr(store_mod, "SCHEMA_VERSION", 2)
-    monkeypatch.setattr(schema, "MIGRATIONS", {1: add_note_column})
+    def version() -> int:  # read as the history reads it (the store's constructor checks nothing)
+        store = store_mod.Store(path, 5.0)
+        try:
+            return store.read_info("schema_version")
+        finally:
+            store.engine.dispose()
+
+    now = schema.SCHEMA_VERSION
+    monkeypatch.setattr(store_mod, "SCHEMA_VERSION", now + 1)
+    monkeypatch.setattr(schema, "MIGRATIONS", {now: add_note_column})
     EditHistory.open(path, tiny_editor()).close()
     with sqlite3.connect(path) as db:
         assert "note" in [r[1] for r in db.execute("PRAGMA table_info(edits)")]
-        assert db.execute("SELECT value FROM info WHERE key='schema_version'").fetchone()[0] in (2, "2")
+    assert version() == now + 1 and type(version()) is int
 
     def broken(conn):
         conn.exec_driver_sql("ALTER TABLE edits ADD COLUMN other TEXT")
         raise RuntimeError("step failed")
 
-    monkeypatch.setattr(store_mod, "SCHEMA_VERSION", 3)
-    monkeypatch.setattr(schema, "MIGRATIONS", {2: broken})
+    monkeypatch.setattr(store_mod, "SCHEMA_VERSION", now + 2)
+    monkeypatch.setattr(schema, "MIGRATIONS", {now + 1: broken})
     with pytest.raises(HistoryError, match="step failed"):
         EditHistory.open(path, tiny_editor())
-    with sqlite3.connect(path) as db:  # the failed step left the file at version 2, unchanged
+    with sqlite3.connect(path) as db:  # the failed step left the file at its version, unchanged
         assert "other" not in [r[1] for r in db.execute("PRAGMA table_info(edits)")]
-        assert db.execute("SELECT value FROM info WHERE key='schema_version'").fetchone()[0] in (2, "2")
+    assert version() == now + 1
+
+
+def test_a_version_1_history_opens_and_gains_subjects(tmp_path):
+    """Histories written before edits had a subject (schema 1) open, keep their edits, and
+    take new edits with a subject."""
+    path = tmp_path / "old.elderdb"
+    history = EditHistory.open(path, tiny_editor())
+    run(history.edit(EditRequest("The capital of Zorbia is", "Quux")))
+    history.close()
+    with sqlite3.connect(path) as db:  # make it a version-1 file: no subject column
+        db.execute("ALTER TABLE edits DROP COLUMN subject")
+        db.execute("UPDATE info SET value = 1 WHERE key = 'schema_version'")
+    history = EditHistory.open(path, tiny_editor())
+    assert [e.prompt for e in history.entries()] == ["The capital of Zorbia is"]
+    assert history.entries()[0].subject == ""
+    run(history.edit(EditRequest("The capital of Blarg is", "Foo", subject="Blarg")))
+    assert [e.subject for e in history.entries()] == ["", "Blarg"]
+    history.close()
 
 
 def test_keyed_profile_shares_frozen_experts_and_stays_exact(tmp_path):
@@ -331,7 +373,11 @@ def test_history_started_on_an_edited_engine_keeps_those_edits_as_its_base(tmp_p
     history = open_tiny(tmp_path / "h.elderdb", editor)
     edit(history, 0)
     result = editor.probe(FACTS[0][0], max_new_tokens=1)
-    assert history.nearest_seq(result) in (1, None)
+    # index 0 is the pre-history edit (no sequence number), index 1 the history's edit 1
+    assert result.nearest_edit in (0, 1)
+    assert history.nearest_seq(result) == {0: None, 1: 1}[result.nearest_edit]
+    for index, seq in ((0, None), (1, 1), (2, None), (None, None)):
+        assert history.nearest_seq(dataclasses.replace(result, nearest_edit=index)) == seq
     run(history.rollback_to(0))
     assert same_state(state(editor), base) and len(editor.edits) == 1
     history.close()
