@@ -169,8 +169,9 @@ class Workbench(QObject):
 
     # ----------------------------------------------------------- edit and probe
     def edit(self, prompt: str, target: str, paraphrases=(), locality=(), settings: Optional[dict] = None,
-             probe_tokens: int = 12) -> Job:
-        request = EditRequest(prompt, target, tuple(paraphrases), settings=settings or None)
+             probe_tokens: int = 12, subject: str = "") -> Job:
+        request = EditRequest(prompt, target, tuple(paraphrases), settings=settings or None, subject=subject,
+                              locality_prompts=tuple(locality))
 
         def progress(event) -> None:
             if isinstance(event, EditStarted):

@@ -59,7 +59,8 @@ class ModelInfo:
 
     @property
     def keyed(self) -> bool:
-        return self.config.get("routing", "router") == "keyed"
+        """Own experts per edit (keyed and scoped routing): the training plot shows gates."""
+        return self.config.get("routing", "router") in ("keyed", "scoped")
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ class ProbeView:
     nearest_code: Optional[tuple] = None      # allocation code of the nearest edit
     nearest_target: Optional[str] = None
     nearest_seq: Optional[int] = None         # the nearest edit's number in the history
+    edit_prompts: tuple = ()                  # the engine's edits in order (scoped router labels)
 
 
 class FieldError(Exception):
@@ -108,6 +110,7 @@ class RouterMapData:
     note: str = ""                            # why there is nothing to show, if so
     probe_routes: tuple = ()                  # keyed routing: edit index each probe uses (-1: none)
     keyed: bool = False
+    space: str = ""                           # what the coordinates come from, for the caption
 
 
 def _blocks(layers) -> tuple:
@@ -293,8 +296,26 @@ class EngineSession:
         edits = self.editor.edits
         if result.nearest_edit is not None and result.nearest_edit < len(edits):
             near = edits[result.nearest_edit]
-            return ProbeView(result, tuple(near.code) or None, near.target, seq)
-        return ProbeView(result)
+            return ProbeView(result, tuple(near.code) or None, near.target, seq, tuple(e.prompt for e in edits))
+        return ProbeView(result, edit_prompts=tuple(e.prompt for e in edits))
+
+    def _scoped_map(self, edits: list, probe_prompts: tuple, method: str) -> RouterMapData:
+        """The scoped router's own input space: each edit's learned key, and each probe's prompt
+        token that matched its nearest edit best (standardised block states)."""
+        cfg = self.editor.config
+        keys, points = self.editor.router_space(list(probe_prompts))
+        flat = np.concatenate([keys.numpy(), points.numpy()]).reshape(len(edits) + len(probe_prompts), -1)
+        routes = [int(i) for i in self.editor.expert_index(list(probe_prompts))] if probe_prompts else []
+        n = len(flat)
+        if n < 4:
+            method = "PCA"
+        coords = project(flat, method) if n else np.zeros((0, 2))
+        return RouterMapData(
+            edit_prompts=tuple(e.prompt for e in edits), probe_prompts=probe_prompts,
+            coords=tuple(map(tuple, coords.tolist())), probe_fired=tuple(r >= 0 for r in routes),
+            probe_hamming=tuple(None for _ in routes), method=method, epsilon=cfg.epsilon, deferral=cfg.deferral,
+            probe_routes=tuple(routes), keyed=True,
+            space="scoped router: edits by their learned keys, probes by their best-matching token")
 
     def router_map(self, ctx: JobContext, probe_prompts: tuple, method: str = "t-SNE") -> RouterMapData:
         """Every active edit and the given probes, projected to 2-D by their router weights
@@ -303,6 +324,8 @@ class EngineSession:
         cfg = self.editor.config
         keyed = getattr(cfg, "routing", "router") == "keyed"
         edits = list(self.editor.edits)
+        if getattr(cfg, "routing", "router") == "scoped":
+            return self._scoped_map(edits, tuple(probe_prompts), method)
         prompts = [e.prompt for e in edits] + list(probe_prompts)
         weights = [np.asarray(w, dtype=float) for w in (self.editor.route(prompts) if prompts else [])]
         flat = np.asarray([w.reshape(-1) for w in weights]).reshape(len(prompts), -1)

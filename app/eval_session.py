@@ -86,7 +86,7 @@ def keep_edits(ctx: JobContext, session: EngineSession, records: tuple, settings
     total = len(records)
     for n, record in enumerate(records, 1):
         request = EditRequest(record.prompt, record.target, tuple(record.train_paraphrases),
-                              settings=settings or None)
+                              settings=settings or None, subject=record.subject)
         source = (session.history.edit(request, cancel=ctx.cancel) if session.history
                   else session.editor.edit(request, ctx.cancel))
         for event in source:

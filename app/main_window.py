@@ -256,7 +256,8 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ edit / probe
     def _apply_edit(self, request: dict) -> None:
         self.bench.edit(request["prompt"], request["target"], request["paraphrases"], request["locality"],
-                        request["settings"], probe_tokens=self.probe_panel.tokens.value())
+                        request["settings"], probe_tokens=self.probe_panel.tokens.value(),
+                        subject=request.get("subject", ""))
 
     def _on_edit_finished(self, outcome) -> None:
         self.edit_panel.on_finished(outcome)

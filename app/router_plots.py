@@ -149,16 +149,17 @@ class CodeGrid:
 
 
 
-def draw_similarity_gauge(ax, similarity: Optional[float], threshold: float, fired: bool) -> None:
-    """Keyed routing's decision on one axes: the key similarity to the nearest edit as a bar
-    from 0 to 1, and the scope threshold it must reach."""
+def draw_similarity_gauge(ax, similarity: Optional[float], threshold: float, fired: bool,
+                          xlabel: str = "key similarity to the nearest edit (TF-IDF cosine over token ids)") -> None:
+    """Keyed and scoped routing's decision on one axes: the similarity to the nearest edit as a
+    bar from 0 to 1, and the threshold it must reach."""
     ax.clear()
     ax.set_xlim(0, 1)
     ax.set_ylim(-1.6, 1.6)
     ax.set_yticks([])
     ax.grid(axis="y", visible=False)
     ax.spines["left"].set_visible(False)
-    ax.set_xlabel("key similarity to the nearest edit (TF-IDF cosine over token ids)")
+    ax.set_xlabel(xlabel)
     color = style.FIRED if fired else style.DEFERRED
     ax.barh([0], [1.0], height=0.55, color="#eef1f5", zorder=1)
     ax.axvspan(threshold, 1.0, ymin=0.05, ymax=0.95, color=style.FIRED_BG, zorder=0)
@@ -183,3 +184,35 @@ def keyed_columns(n: int, focus: Optional[int], width: int = 12) -> list[int]:
     focus = n - 1 if focus is None else focus
     start = min(max(0, focus - width // 2), n - width)
     return list(range(start, start + width))
+
+
+def scoped_rows(probs: Sequence[float], defer: float, prompts: Sequence[str], fired: Optional[int],
+                top: int = 5, width: int = 38) -> list[tuple[str, float, str]]:
+    """The scoped router's distribution as bar rows (label, probability, kind): the `top` most
+    probable edits by their prompt, the rest grouped, and the defer mass. kind is 'fired',
+    'edit', 'rest' or 'defer'."""
+    order = sorted(range(len(probs)), key=lambda i: -probs[i])
+    rows = []
+    for i in order[:top]:
+        text = prompts[i] if i < len(prompts) else f"edit {i + 1}"
+        text = text if len(text) <= width else text[: width - 1] + "…"
+        rows.append((f"#{i + 1} {text}", float(probs[i]), "fired" if i == fired else "edit"))
+    rest = order[top:]
+    if rest:
+        rows.append((f"{len(rest)} other edits", float(sum(probs[i] for i in rest)), "rest"))
+    rows.append(("defer (original model)", float(defer), "defer"))
+    return rows
+
+
+def draw_scoped_distribution(ax, rows: list[tuple[str, float, str]]) -> None:
+    ax.clear()
+    colors = {"fired": style.FIRED, "edit": style.ACCENT, "rest": BAR_OFF, "defer": style.DEFERRED}
+    y = np.arange(len(rows))[::-1]
+    ax.barh(y, [p for _, p, _ in rows], color=[colors[k] for _, _, k in rows], height=0.7)
+    ax.set_yticks(y)
+    ax.set_yticklabels([label for label, _, _ in rows], fontsize=7.5)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("router probability (shared by every MoLoRA layer)")
+    ax.grid(axis="y", visible=False)
+    for yy, (_, p, _) in zip(y, rows):
+        ax.text(min(p + 0.01, 0.93), yy, f"{p:.2f}", va="center", fontsize=7.5, color=style.TEXT)

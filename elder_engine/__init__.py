@@ -14,6 +14,7 @@ Public API (the app and scripts use only these names):
 from .data import EditRecord, LoadReport, dev_split, load_edits
 from .editor import EditRequest, ElderEditor
 from .elder import DEFAULT_PROFILE, ElderConfig, get_profile, profile_names
+from .elder.negatives import guess_subject
 from .errors import (
     DataFormatError, EditRequestError, ElderError, HistoryError, ModelLoadError, StateFormatError,
     UnsupportedModelError,
@@ -31,6 +32,6 @@ __all__ = [
     "EditRecord", "EditRequest", "EditRequestError", "EditStarted", "EditStep", "ElderConfig", "ElderEditor",
     "ElderError", "EvalResult", "HistoryError", "LoadReport", "LoadSettings", "LoadedModel", "ModelLoadError",
     "ProbeResult", "Progress", "StateFormatError", "UnsupportedModelError", "default_model_path", "dev_split",
-    "get_profile", "lifelong_eval", "load_edits", "load_model", "measure", "profile_names", "read_state_file",
+    "get_profile", "guess_subject", "lifelong_eval", "load_edits", "load_model", "measure", "profile_names", "read_state_file",
     "write_state_file",
 ]

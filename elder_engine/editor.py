@@ -22,6 +22,7 @@ from .presets import draw_preset
 from .state import apply_state, check_meta, load_state, read_state_file, save_state
 from .probe import ProbeResult, run_probe
 from .elder.routing import TRAINING_EXPERT
+from .scoping import ScopeReader
 from .tokens import Batch, encode, key_ids, prompt_ids, target_ids
 from .training import LowerBlockCache, full_target_logits, guided_loss, target_cross_entropy
 
@@ -43,6 +44,12 @@ class EditRequest:
     # draws its preset and uses the engine's current settings.
     preset: Optional[tuple[tuple[int, ...], ...]] = None
     settings: Optional[dict] = None
+    # Optional: the entity the edit is about ("France" in "The capital of France is"). The
+    # scoped router keys on it and swaps it for other names to make negatives; without it the
+    # engine guesses one.
+    subject: str = ""
+    # Prompts the edit must leave alone; the scoped router learns not to fire on them.
+    locality_prompts: tuple[str, ...] = ()
 
 
 class ElderEditor:
@@ -55,6 +62,7 @@ class ElderEditor:
         self.model.eval()
         self.cache_lower_blocks = cache_lower_blocks
         self.edits: list[AppliedEdit] = []
+        self.scope = ScopeReader(self) if self.tuner.scoped else None
 
     # ---------------------------------------------------------------- basics
     @property
@@ -75,7 +83,7 @@ class ElderEditor:
 
     def training_parameters(self) -> list[torch.nn.Parameter]:
         """What an edit trains: everything for router profiles; the new experts for keyed ones."""
-        if not self.tuner.keyed:
+        if not self.tuner.own_experts:
             return self.parameters()
         name = "default"
         return [p for layer in self.tuner.elder_layers for p in (layer.elder_A[name], layer.elder_B[name])]
@@ -85,7 +93,14 @@ class ElderEditor:
         return sum(p.numel() for p in self.parameters()) + pooled
 
     def expert_index(self, prompts: list[str]) -> Optional[torch.Tensor]:
-        """Keyed routing: the expert each prompt uses (-1: deferred); None for router profiles."""
+        """Keyed and scoped routing: the expert each prompt uses (-1: deferred); None for router profiles."""
+        if self.tuner.scoped:
+            if not self.edits:
+                return torch.full((len(prompts),), -1, dtype=torch.long)
+            decision = self.scope.route(list(prompts))
+            if not self.config.deferral:
+                return decision.nearest
+            return decision.expert_index
         if not (self.tuner.keyed or self.config.key_scope):
             return None
         return self.tuner.route_keyed([key_ids(self.tokenizer, p) for p in prompts])[0]
@@ -130,6 +145,7 @@ class ElderEditor:
             "edits": list(self.edits),
             "pool": self.tuner.num_pool_experts,
             "keys": copy.deepcopy(self.tuner.key_index),
+            "scope": self.tuner.scope_router.tensors(),
         }
 
     def restore(self, snap: dict) -> None:
@@ -142,6 +158,7 @@ class ElderEditor:
         for layer in self.tuner.elder_layers:
             del layer.pool[snap["pool"]:]
         self.tuner.key_index = copy.deepcopy(snap["keys"])
+        self.tuner.scope_router.load(snap["scope"])
 
     # ----------------------------------------------------------------- edit
     def edit(self, request: EditRequest, cancel: Optional[CancelToken] = None) -> Iterator:
@@ -155,7 +172,7 @@ class ElderEditor:
         snap = self.snapshot()
         finished = False
         try:
-            keyed = self.tuner.keyed
+            keyed = self.tuner.own_experts
             if keyed:  # the edit's own fresh expert in every layer
                 for layer in self.tuner.elder_layers:
                     layer.reset_training_expert(self.tuner.generator)
@@ -197,7 +214,13 @@ class ElderEditor:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-            if keyed:
+            if self.tuner.scoped:
+                key, threshold, relation = self.scope.fit(request, self.edits)
+                for layer in self.tuner.elder_layers:
+                    layer.commit_training_expert()
+                self.tuner.scope_router.add(key, threshold, relation)
+                code = torch.zeros(1, 0, dtype=torch.bool)
+            elif keyed:
                 owner = self.tuner.num_pool_experts
                 for layer in self.tuner.elder_layers:
                     layer.commit_training_expert()
@@ -214,6 +237,7 @@ class ElderEditor:
                 preset=preset, code=tuple(int(b) for b in code[0]), profile=cfg.profile, steps=step,
                 seconds=time.perf_counter() - start, final_loss=curve[-1], loss_curve=tuple(curve),
                 settings={k: getattr(cfg, k) for k in TRAINING_SETTINGS},
+                subject=request.subject, locality_prompts=tuple(request.locality_prompts),
             )
             self.edits.append(applied)
             finished = True
@@ -310,6 +334,11 @@ class ElderEditor:
         """Each prompt's gates per layer, without generation: the router softmax (L, N) for
         router profiles; for keyed profiles 1 for the edit whose experts it uses, else 0 (L, E)."""
         L = len(self.tuner.elder_layers)
+        if self.tuner.scoped:
+            if not self.edits:
+                return [tuple(() for _ in range(L)) for _ in prompts]
+            probs = self.scope.route(list(prompts)).probs[:, :-1]
+            return [tuple(tuple(float(x) for x in row) for _ in range(L)) for row in probs]
         if self.tuner.keyed:
             index = self.expert_index(list(prompts))
             n = self.tuner.num_pool_experts
@@ -320,6 +349,23 @@ class ElderEditor:
             weights = self.tuner.router_weights(self._query(batch))
             out += [tuple(tuple(float(x) for x in row) for row in w) for w in weights]
         return out
+
+    @torch.no_grad()
+    def router_space(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scoped routing: the router's own input space. Returns the edits' keys (E, d) and, per
+        prompt, the standardised state of its token that matched its nearest edit best (P, d)."""
+        if not self.tuner.scoped:
+            raise EditRequestError("router_space is defined for the scoped router only")
+        router = self.tuner.scope_router
+        if not prompts:
+            return router.keys.clone(), torch.zeros(0, router.keys.shape[1])
+        if not self.edits:
+            items = self.scope.states(prompts, relation=False)
+            return router.keys.clone(), torch.stack([router.standardise(p.states[-1]) for p in items])
+        decision = self.scope.route(list(prompts))
+        items = self.scope.states(prompts, relation=False)
+        points = [router.standardise(p.states[int(pos)]) for p, pos in zip(items, decision.best_position)]
+        return router.keys.clone(), torch.stack(points)
 
     def probe(self, query: str, target: Optional[str] = None, max_new_tokens: int = 24) -> ProbeResult:
         self.validate(query, target)

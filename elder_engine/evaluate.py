@@ -92,7 +92,8 @@ def lifelong_eval(
         if cancel is not None and cancel.cancelled:
             break
         t0 = time.perf_counter()
-        for event in method.edit(EditRequest(record.prompt, record.target, record.train_paraphrases)):
+        request = EditRequest(record.prompt, record.target, record.train_paraphrases, subject=record.subject)
+        for event in method.edit(request):
             if isinstance(event, EditFinished):
                 steps.append(event.edit.steps)
         seconds.append(time.perf_counter() - t0)

@@ -40,6 +40,8 @@ class AppliedEdit:
     final_loss: float
     loss_curve: tuple[float, ...] = ()
     settings: dict = field(default_factory=dict)  # training settings this edit used
+    subject: str = ""                      # the entity the edit is about, as given ("" = none)
+    locality_prompts: tuple[str, ...] = ()  # prompts the scoped router learned not to fire on
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -47,6 +49,7 @@ class AppliedEdit:
             "preset": [list(p) for p in self.preset], "code": list(self.code), "profile": self.profile,
             "steps": self.steps, "seconds": self.seconds, "final_loss": self.final_loss,
             "loss_curve": list(self.loss_curve), "settings": dict(self.settings),
+            "subject": self.subject, "locality_prompts": list(self.locality_prompts),
         }
 
     @classmethod
@@ -56,7 +59,8 @@ class AppliedEdit:
             preset=tuple(tuple(p) for p in d["preset"]), code=tuple(d["code"]), profile=d.get("profile", ""),
             steps=int(d.get("steps", 0)), seconds=float(d.get("seconds", 0.0)),
             final_loss=float(d.get("final_loss", float("nan"))), loss_curve=tuple(d.get("loss_curve", ())),
-            settings=dict(d.get("settings", {})),
+            settings=dict(d.get("settings", {})), subject=str(d.get("subject", "") or ""),
+            locality_prompts=tuple(d.get("locality_prompts", ())),
         )
 
 

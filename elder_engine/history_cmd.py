@@ -94,7 +94,7 @@ def run_edit(args) -> int:
 
     history = _open(args)
     try:
-        request = EditRequest(args.prompt, args.target, tuple(args.paraphrase or ()))
+        request = EditRequest(args.prompt, args.target, tuple(args.paraphrase or ()), subject=args.subject or "")
         bar, finished = ProgressBar("edit"), None
         for event in history.edit(request, locality_prompts=tuple(args.locality or ())):
             if isinstance(event, EditStep):
@@ -116,6 +116,8 @@ def _configure_edit(p) -> None:
     p.add_argument("--target", required=True)
     p.add_argument("--paraphrase", action="append", help="training paraphrase (repeatable)")
     p.add_argument("--locality", action="append", help="unrelated prompt to keep with the edit (repeatable)")
+    p.add_argument("--subject", default="", help="the entity the edit is about, as it appears in the prompt "
+                                                 "(e.g. 'France'); the scoped router keys on it (default: a guess)")
     add_model_options(p)
 
 

@@ -31,8 +31,10 @@ class ProbeResult:
     fired: bool                                    # experts applied (else deferred to the base model)
     deferral_enabled: bool
     routing: str = "router"                        # "router" (paper) or "keyed"
-    similarity: Optional[float] = None             # keyed: key similarity to the nearest edit
-    scope_threshold: Optional[float] = None        # keyed: similarity needed to fire
+    similarity: Optional[float] = None             # keyed: key similarity to the nearest edit; scoped: its subject match
+    scope_threshold: Optional[float] = None        # keyed: similarity needed to fire; scoped: the nearest edit's calibrated threshold
+    defer_probability: Optional[float] = None      # scoped: the router's mass on "defer"
+    matched_token: Optional[str] = None            # scoped: the prompt token that matched the nearest edit's key
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -48,6 +50,8 @@ def run_probe(editor: "ElderEditor", query: str, target: Optional[str], max_new_
     tuner, tok = editor.tuner, editor.tokenizer
     if tuner.keyed:
         return _keyed_probe(editor, query, target, max_new_tokens)
+    if tuner.scoped:
+        return _scoped_probe(editor, query, target, max_new_tokens)
     batch = encode(tok, [query]).to(editor.device)
     with tuner.routing.session(batch.query_positions, deferral=True, expert_index=editor.expert_index([query])) as state:
         editor.model(**batch.model_inputs(), use_cache=False)
@@ -110,4 +114,45 @@ def _keyed_probe(editor: "ElderEditor", query: str, target: Optional[str], max_n
         routing="keyed",
         similarity=sim if near >= 0 else None,
         scope_threshold=editor.config.scope_threshold,
+    )
+
+
+@torch.no_grad()
+def _scoped_probe(editor: "ElderEditor", query: str, target: Optional[str], max_new_tokens: int) -> ProbeResult:
+    """Scoped routing: the router's distribution over the edits (shared by every layer; the
+    defer mass is reported beside it), the nearest edit, its subject match and threshold."""
+    L = len(editor.tuner.elder_layers)
+    n = len(editor.edits)
+    outputs = _outputs(editor, query, target, max_new_tokens)
+    if n == 0:
+        return ProbeResult(**outputs, router_weights=tuple(() for _ in range(L)), top_k=tuple(() for _ in range(L)),
+                           code=(), nearest_edit=None, nearest_prompt=None, hamming=None,
+                           epsilon=editor.config.epsilon, fired=False, deferral_enabled=editor.config.deferral,
+                           routing="scoped", defer_probability=1.0)
+    decision = editor.scope.route([query])
+    routed = int(decision.expert_index[0]) if editor.config.deferral else int(decision.nearest[0])
+    near = int(decision.nearest[0])
+    probs = tuple(float(x) for x in decision.probs[0, :-1])
+    item = editor.scope.states([query], relation=False)[0]
+    pos = int(decision.best_position[0])
+    token = None
+    if 0 <= pos < len(item.offsets):
+        a, b = item.offsets[pos]
+        token = query[a:b] or None
+    return ProbeResult(
+        **outputs,
+        router_weights=tuple(probs for _ in range(L)),
+        top_k=tuple(((routed,) if routed >= 0 else ()) for _ in range(L)),
+        code=(),
+        nearest_edit=near,
+        nearest_prompt=editor.edits[near].prompt if 0 <= near < n else None,
+        hamming=None,
+        epsilon=editor.config.epsilon,
+        fired=routed >= 0,
+        deferral_enabled=editor.config.deferral,
+        routing="scoped",
+        similarity=float(decision.scores[0, near]),
+        scope_threshold=float(editor.tuner.scope_router.thresholds[near]),
+        defer_probability=float(decision.probs[0, -1]),
+        matched_token=token,
     )

@@ -41,6 +41,8 @@ def state_tensors(editor: "ElderEditor") -> dict[str, torch.Tensor]:
             out[f"layers.{i}.experts.{e}.A"] = a.cpu().contiguous()
             out[f"layers.{i}.experts.{e}.B"] = b.cpu().contiguous()
     out.update(editor.tuner.key_index.to_tensors())
+    if editor.tuner.scoped:
+        out.update(editor.tuner.scope_router.tensors())
     out["codes"] = editor.tuner.stored_codes.to(torch.uint8).contiguous()
     out["rng_state"] = editor.tuner.generator.get_state().contiguous()
     return out
@@ -65,7 +67,7 @@ def apply_state(editor: "ElderEditor", tensors: dict[str, torch.Tensor], meta: d
     mismatch = [k for k in arch if getattr(saved, k) != getattr(editor.config, k)]
     if mismatch:
         raise StateFormatError(f"The saved state was made with other ELDER layer settings ({', '.join(mismatch)}).")
-    fixed = {k for k in state_tensors(editor) if ".experts." not in k and not k.startswith("keys.")}
+    fixed = {k for k in state_tensors(editor) if ".experts." not in k and not k.startswith(("keys.", "scope."))}
     fixed |= {"keys.tokens", "keys.lengths", "keys.owners"}
     missing = fixed - set(tensors)
     if missing:
@@ -85,6 +87,10 @@ def apply_state(editor: "ElderEditor", tensors: dict[str, torch.Tensor], meta: d
             layer.pool = [(tensors[f"layers.{i}.experts.{e}.A"].to(device),
                            tensors[f"layers.{i}.experts.{e}.B"].to(device)) for e in range(n)]
     editor.tuner.key_index = KeyIndex.from_tensors(tensors)
+    if editor.tuner.scoped:
+        if "scope.keys" not in tensors:
+            raise StateFormatError("The saved state has no scoped-router keys (incomplete or another layout).")
+        editor.tuner.scope_router.load(tensors)
     editor.tuner.stored_codes = tensors["codes"].to(torch.bool).clone()
     editor.tuner.generator.set_state(tensors["rng_state"].clone())
     # Behavioural settings (epsilon, lr, ...) come with the state; the layout was checked above.

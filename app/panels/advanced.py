@@ -133,7 +133,9 @@ class AdvancedSettings(QWidget):
         """Show the loaded engine's profile, deferral settings and layer layout."""
         self.set_profile(str(config.get("profile", DEFAULT_PROFILE)))
         keyed = config.get("routing", "router") == "keyed"
-        self.epsilon.setEnabled(not keyed)
+        scoped = config.get("routing", "router") == "scoped"
+        self.epsilon.setEnabled(not keyed and not scoped)
+        # the scoped router calibrates a threshold per edit: there is no global one to set
         self.scope.setEnabled(keyed or bool(config.get("key_scope")))
         self.deferral.blockSignals(True)
         self.scope.blockSignals(True)
@@ -148,6 +150,8 @@ class AdvancedSettings(QWidget):
         self.epsilon.blockSignals(False)
         where = f" (blocks {blocks[0]}–{blocks[-1]})" if blocks else ""
         routing = (f"keyed routing, similarity ≥ {config.get('scope_threshold')}" if keyed
+                   else "scoped router on block " + str(config.get("scope_block")) + " states, one expert per edit, "
+                        "thresholds calibrated per edit" if scoped
                    else f"N = {config.get('num_experts')} experts, top-k = {config.get('top_k')}")
         self.architecture.setText(
             f"L = {config.get('num_edit_layers')} MoLoRA layers{where}, {routing}, rank {config.get('rank')}, "

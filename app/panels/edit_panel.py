@@ -10,6 +10,8 @@ from PySide6.QtWidgets import (
     QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QProgressBar, QPushButton, QVBoxLayout, QWidget,
 )
 
+from elder_engine import guess_subject
+
 from ..widgets import Banner, Collapsible, ValidatedField
 from .advanced import AdvancedSettings
 from .training_plot import TrainingPlot
@@ -38,6 +40,14 @@ class EditPanel(QWidget):
         intro.setWordWrap(True)
         self.prompt = ValidatedField("Prompt", QLineEdit(placeholderText="e.g. The capital of France is"))
         self.target = ValidatedField("New target", QLineEdit(placeholderText="e.g. Rome"))
+        # Pre-filled with a guess while the prompt is typed; once the user edits it, it is theirs.
+        self.subject = ValidatedField("Subject", QLineEdit(placeholderText="e.g. France: the entity the edit is about"),
+                                      hint="(guessed; correct it if wrong)")
+        self.subject.editor.setToolTip("The scoped router keys this edit on its subject and learns not to fire on "
+                                       "the same prompt about other subjects.")
+        self._subject_guessed = True
+        self.prompt.editor.textChanged.connect(self._guess_subject)
+        self.subject.editor.textEdited.connect(self._subject_typed)
         self.paraphrases = ValidatedField("Training paraphrases", _text_box("one per line, trained with the prompt"),
                                           hint="(optional)")
         self.locality = ValidatedField("Locality prompts", _text_box("one per line; checked to be unchanged"),
@@ -75,7 +85,8 @@ class EditPanel(QWidget):
         layout.setSpacing(8)
         layout.addWidget(heading)
         layout.addWidget(intro)
-        for widget in (self.prompt, self.target, self.paraphrases, self.locality, self.advanced_section):
+        for widget in (self.prompt, self.target, self.subject, self.paraphrases, self.locality,
+                       self.advanced_section):
             layout.addWidget(widget)
         layout.addLayout(buttons)
         layout.addWidget(self.progress)
@@ -88,9 +99,17 @@ class EditPanel(QWidget):
         self.running = False
 
     # ------------------------------------------------------------------ input
+    def _guess_subject(self, prompt: str) -> None:
+        if self._subject_guessed or not self.subject.text().strip():
+            self._subject_guessed = True
+            self.subject.editor.setText(guess_subject(prompt))
+
+    def _subject_typed(self, _text: str) -> None:
+        self._subject_guessed = False
+
     def fields(self) -> dict:
-        return {"prompt": self.prompt, "target": self.target, "paraphrases": self.paraphrases,
-                "locality": self.locality}
+        return {"prompt": self.prompt, "target": self.target, "subject": self.subject,
+                "paraphrases": self.paraphrases, "locality": self.locality}
 
     def clear_errors(self) -> None:
         for field in self.fields().values():
@@ -113,10 +132,16 @@ class EditPanel(QWidget):
         if not target.strip():
             self.target.set_error("The new target is empty; type the answer the model should give.")
             ok = False
+        subject = self.subject.text().strip()
+        if subject and subject.lower() not in prompt.lower():
+            self.subject.set_error(f"“{subject}” does not occur in the prompt; write it as the prompt does, "
+                                   "or leave it empty.")
+            ok = False
         if not ok:
             return
         self.apply_requested.emit({
-            "prompt": prompt.strip(), "target": target.strip(), "paraphrases": self.paraphrases.lines(),
+            "prompt": prompt.strip(), "target": target.strip(), "subject": subject,
+            "paraphrases": self.paraphrases.lines(),
             "locality": self.locality.lines(), "settings": self.advanced.training()})
 
     def set_enabled(self, enabled: bool) -> None:

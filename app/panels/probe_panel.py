@@ -142,12 +142,24 @@ class ProbePanel(QWidget):
         if r.target:
             target_line = (f"  P(“{r.target}”): {_prob(r.original_target_prob)} original → "
                            f"{_prob(r.edited_target_prob)} edited.")
+        scoped = getattr(r, "routing", "router") == "scoped"
         keyed = getattr(r, "routing", "router") == "keyed"
-        if r.nearest_prompt is None or (r.hamming is None and not keyed):
+        if r.nearest_prompt is None or (r.hamming is None and not keyed and not scoped):
             return ("deferred", "Deferred to the original model",
                     "There are no edits yet, so the original model answered." + target_line)
         number = f"#{nearest_seq} " if nearest_seq is not None else ""
         near = f"{number}“{r.nearest_prompt}”" + (f" → {nearest_target}" if nearest_target else "")
+        if scoped:
+            sim, threshold = r.similarity or 0.0, r.scope_threshold or 0.0
+            defer = r.defer_probability if r.defer_probability is not None else 1.0
+            if r.fired:
+                return ("fired", "Fired — the edit's experts answered",
+                        f"Nearest edit {near}: subject match {sim:.2f} ≥ its calibrated threshold {threshold:.2f} "
+                        f"(router: P(defer) = {defer:.2f}), so the query used that edit's experts." + target_line)
+            return ("deferred", "Deferred to the original model",
+                    f"Nearest edit {near}: subject match {sim:.2f} < its calibrated threshold {threshold:.2f} "
+                    f"(router: P(defer) = {defer:.2f}); no edit covers this query, so the original model "
+                    "answered." + target_line)
         if keyed:
             sim, threshold = r.similarity or 0.0, r.scope_threshold or 0.0
             if r.fired:

@@ -133,7 +133,8 @@ class RouterMapPanel(QWidget):
         self.refresh_button.clicked.connect(lambda: self.refresh_requested.emit(self.method.currentText()))
         self.method.currentTextChanged.connect(self.refresh_requested)
         self.info = QLabel("Edits (◆) and recent probes (●) placed by their routing under the current model: "
-                           "router weights for router profiles, the expert set used for keyed ones. Points close "
+                           "the scoped router's own key space, router weights for router profiles, the expert set "
+                           "used for keyed ones. Points close "
                            "together share experts. Hover a point to see its prompt.")
         self.info.setProperty("role", "hint")
         self.info.setWordWrap(True)
@@ -159,6 +160,8 @@ class RouterMapPanel(QWidget):
             return
         fired = sum(data.probe_fired)
         deferral = ("keyed routing" if data.keyed else f"ε = {data.epsilon}") if data.deferral else "deferral off"
+        if getattr(data, "space", ""):
+            deferral = data.space if data.deferral else "deferral off"
         self.counts.setText(f"{len(data.edit_prompts)} edit(s) · {len(data.probe_prompts)} probe(s) "
                             f"({fired} fired, {len(data.probe_prompts) - fired} deferred) · {deferral}")
 

@@ -9,12 +9,15 @@ from matplotlib.gridspec import GridSpec
 
 from .. import style
 from ..plots import PlotWidget
-from ..router_plots import CodeGrid, RouterBars, draw_similarity_gauge, keyed_columns
+from ..router_plots import (
+    CodeGrid, RouterBars, draw_scoped_distribution, draw_similarity_gauge, keyed_columns, scoped_rows,
+)
 
 
 class RouterView(PlotWidget):
     def __init__(self, parent=None) -> None:
         self.layer_labels: Optional[list[str]] = None
+        self.edit_prompts: list[str] = []
         self.view = None
         super().__init__("Router decision", parent, height=3.1, width=8.0)
 
@@ -32,6 +35,10 @@ class RouterView(PlotWidget):
     def set_layer_labels(self, labels: Optional[list[str]]) -> None:
         self.layer_labels = labels
 
+    def set_edit_prompts(self, prompts: list[str]) -> None:
+        """The engine's edits in order, so the scoped router's bars can name them."""
+        self.edit_prompts = list(prompts)
+
     def show_probe(self, view) -> None:
         """`view` is a ProbeView (result + nearest edit's code)."""
         self.view = view
@@ -41,7 +48,11 @@ class RouterView(PlotWidget):
     def _draw_probe(self, view, labels) -> None:
         """Render thread."""
         r = view.result
-        if getattr(r, "routing", "router") == "keyed":
+        routing = getattr(r, "routing", "router")
+        self.edit_code.ax.set_visible(routing != "scoped")
+        if routing == "scoped":
+            self._draw_scoped(r, list(getattr(view, "edit_prompts", ()) or self.edit_prompts))
+        elif routing == "keyed":
             self._draw_keyed(r, labels)
         else:
             self._draw_router(view, labels)
@@ -67,6 +78,22 @@ class RouterView(PlotWidget):
         else:
             self.edit_code.update(None, layers, experts, empty_text="no edits yet", labels=labels)
 
+    def _draw_scoped(self, r, prompts: list[str]) -> None:
+        """Scoped routing: one distribution over the edits plus defer, shared by all layers, and
+        the nearest edit's subject match against its calibrated threshold."""
+        self.bars.shape = None
+        self.query_code.shape = None
+        probs = r.router_weights[0] if r.router_weights else ()
+        routed = r.top_k[0][0] if r.top_k and r.top_k[0] else None
+        defer = r.defer_probability if r.defer_probability is not None else 1.0
+        draw_scoped_distribution(self.bars.ax, scoped_rows(probs, defer, prompts, routed))
+        self.bars.ax.set_title("Scoped router: probability of each edit and of deferring", loc="left",
+                               fontsize=8.5, fontweight="normal", color=style.TEXT_DIM)
+        gauge = self.query_code.ax
+        draw_similarity_gauge(gauge, r.similarity, r.scope_threshold or 0.0, r.fired,
+                              xlabel="subject match to the nearest edit")
+        gauge.set_title("calibrated threshold", fontsize=8.5)
+
     def _draw_keyed(self, r, labels) -> None:
         """Keyed routing: one similarity decides for all layers; each edit has its own experts."""
         self.bars.shape = None          # the bar artists are rebuilt when a router profile returns
@@ -91,6 +118,16 @@ class RouterView(PlotWidget):
 
     @staticmethod
     def _caption(r) -> str:
+        if getattr(r, "routing", "router") == "scoped":
+            if r.nearest_edit is None:
+                return "Deferred: there are no edits yet, so the original model answers."
+            token = f" (at “{r.matched_token.strip()}”)" if r.matched_token and r.matched_token.strip() else ""
+            if not r.deferral_enabled:
+                return f"Fired: deferral is off, so the nearest edit's experts apply{token}."
+            relation = "≥" if r.fired else "<"
+            verdict = "fired: that edit's experts applied" if r.fired else "deferred to the original model"
+            return (f"Subject match {r.similarity:.2f}{token} {relation} edit #{r.nearest_edit + 1}'s threshold "
+                    f"{r.scope_threshold:.2f}  →  {verdict}")
         if getattr(r, "routing", "router") == "keyed":
             if r.similarity is None:
                 return "Deferred: there are no edits yet, so the original model answers."

@@ -65,7 +65,8 @@ class ElderConfig(PeftConfig):
         default="router",
         metadata={"help": "'router': the paper's softmax router over N shared experts, Hamming deferral. "
                           "'keyed': every edit trains its own experts (earlier ones frozen); a sequence is "
-                          "routed to the edit whose stored key is most similar, or deferred."},
+                          "routed to the edit whose stored key is most similar, or deferred. 'scoped': own experts per "
+                          "edit behind a router learned on hidden states (scope.py)."},
     )
     scope_threshold: float = field(
         default=0.5, metadata={"help": "Minimum key similarity (0-1) for an edit to fire (keyed routing, key_scope)."}
@@ -75,6 +76,21 @@ class ElderConfig(PeftConfig):
         metadata={"help": "'router' routing: fire only if the Hamming check passes AND the prompt's key "
                           "similarity to some edit reaches scope_threshold (an ablation of keyed routing)."},
     )
+    # --- scoped routing (routing='scoped'; see scope.py) ---
+    scope_block: Optional[int] = field(
+        default=None, metadata={"help": "Block whose output the scoped router reads (0-based); None = about a tenth "
+                                        "of the depth. Chosen on dev data: blocks 3-6 separate subjects best."})
+    scope_temperature: float = field(default=20.0, metadata={"help": "Logit scale of the scoped router's softmax."})
+    scope_margin: float = field(
+        default=0.05, metadata={"help": "Calibration: an edit fires above its hardest negative's match plus this."})
+    scope_floor: float = field(default=0.5, metadata={"help": "Lowest threshold calibration may give an edit."})
+    scope_key_steps: int = field(default=30, metadata={"help": "Adam steps that train an edit's router key (0: the "
+                                                                 "subject state as it is)."})
+    scope_key_lr: float = field(default=0.02, metadata={"help": "Learning rate of the router key."})
+    scope_swaps: int = field(default=12, metadata={"help": "Subject-swap negatives per edit (most similar names)."})
+    scope_earlier: int = field(default=16, metadata={"help": "Earlier edits' prompts used as negatives (most similar)."})
+    use_subject: bool = field(
+        default=True, metadata={"help": "Key on the edit's given subject; False: on a guessed subject only."})
     # --- deferral ---
     deferral: bool = field(default=True, metadata={"help": "Defer to the base model when no edit's code is near."})
     epsilon: int = field(default=12, metadata={"help": "Apply experts only if min Hamming distance < epsilon."})
@@ -96,8 +112,10 @@ class ElderConfig(PeftConfig):
         for name in ("num_edit_layers", "num_experts", "rank", "max_steps", "max_batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
-        if self.routing not in ("router", "keyed"):
-            raise ValueError(f"routing must be 'router' or 'keyed', got {self.routing!r}")
+        if self.routing not in ("router", "keyed", "scoped"):
+            raise ValueError(f"routing must be 'router', 'keyed' or 'scoped', got {self.routing!r}")
+        if self.scope_temperature <= 0:
+            raise ValueError("scope_temperature must be positive")
         if self.learning_rate <= 0:
             raise ValueError("learning_rate must be positive")
 

@@ -48,7 +48,7 @@ class ElderLayer(nn.Module, BaseTunerLayer):
         self.elder_A = nn.ParameterDict()
         self.elder_B = nn.ParameterDict()
         self.elder_router = nn.ModuleDict()
-        self.keyed = config.routing == "keyed"
+        self.keyed = config.routing in ("keyed", "scoped")  # one own expert per edit
         # Keyed routing: finished experts, one (A, B) per edit, frozen; elder_A/elder_B hold the
         # single expert being trained.
         self.pool: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -56,7 +56,7 @@ class ElderLayer(nn.Module, BaseTunerLayer):
         self._active_adapter = adapter_name
 
     def update_layer(self, adapter_name: str, config: ElderConfig, generator: torch.Generator) -> None:
-        n, r = (1 if config.routing == "keyed" else config.num_experts), config.rank
+        n, r = (1 if config.routing in ("keyed", "scoped") else config.num_experts), config.rank
         weight = self.get_base_layer().weight
         a = torch.empty(n, r, self.in_features)
         for i in range(n):  # Kaiming-uniform A per expert, as LoRA does; B starts at zero

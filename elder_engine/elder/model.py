@@ -15,9 +15,10 @@ from peft.tuners.tuners_utils import BaseTuner
 
 from ..errors import UnsupportedModelError
 from .config import FFN_MODULE_BY_MODEL_TYPE, ElderConfig
-from .layer import ElderLayer
+from .layer import ElderLayer, in_out_features
 from .keyed import KeyIndex
 from .routing import RoutingState, hamming_to_codes, topk_code
+from .scope import ScopeRouter
 
 
 def find_blocks(model: nn.Module) -> tuple[str, nn.ModuleList]:
@@ -56,7 +57,12 @@ def resolve_targets(model: nn.Module, config: ElderConfig) -> ElderConfig:
     first = max(1, first)  # the query is read one block below the first MoLoRA block
     if first + L > depth:
         raise ValueError(f"first_edit_layer {first} + {L} layers exceeds the model's {depth} blocks")
-    resolved = config.replace(num_edit_layers=L, first_edit_layer=first, ffn_module=ffn)
+    scope_block = config.scope_block
+    if scope_block is None:
+        scope_block = max(0, min(round(depth * 0.1), first - 2))
+    if not 0 <= scope_block < first:
+        raise ValueError(f"scope_block {scope_block} must be below the first MoLoRA block ({first})")
+    resolved = config.replace(num_edit_layers=L, first_edit_layer=first, ffn_module=ffn, scope_block=scope_block)
     resolved.target_modules = [ffn]
     resolved.layers_to_transform = list(range(first, first + L))
     resolved.layers_pattern = blocks_name.rsplit(".", 1)[-1]
@@ -89,6 +95,10 @@ class ElderModel(BaseTuner):
         blocks_name, blocks = find_blocks(self.model)
         self.query_module = blocks[config.first_edit_layer - 1].get_submodule(config.ffn_module)
         self._hook = self.query_module.register_forward_pre_hook(self._capture_query)
+        hidden = getattr(model.config, "hidden_size", None) or getattr(model.config, "n_embd")
+        # Registered (a submodule), so state_dict() and .to() see the router's keys.
+        self.scope_router = ScopeRouter(hidden, in_out_features(self.query_module)[0],
+                                        config.scope_temperature, config.scope_margin)
 
     # --- peft tuner interface ---
     def _create_and_replace(self, peft_config, adapter_name, target, target_name, parent, current_key, **kwargs):
@@ -113,12 +123,22 @@ class ElderModel(BaseTuner):
         pos = state.positions
         pos = torch.full_like(rows, x.shape[1] - 1) if pos is None else pos.to(x.device)
         state.query = x[rows, pos].detach().to(torch.float32)
-        if state.use_deferral and not self.keyed:
+        if state.use_deferral and not self.own_experts:
             self.decide(state)
 
     @property
     def keyed(self) -> bool:
+        """Routing by the TF-IDF key index (the keyed-experts ablation)."""
         return self.config_elder.routing == "keyed"
+
+    @property
+    def scoped(self) -> bool:
+        return self.config_elder.routing == "scoped"
+
+    @property
+    def own_experts(self) -> bool:
+        """Every edit trains experts of its own (earlier ones frozen): keyed and scoped routing."""
+        return self.config_elder.routing in ("keyed", "scoped")
 
     @property
     def num_pool_experts(self) -> int:

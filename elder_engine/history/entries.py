@@ -31,6 +31,7 @@ class HistoryEntry:
     final_loss: Optional[float] = None
     status_changed_at: Optional[datetime] = None
     cost_s: float = 0.0              # CPU seconds of its training: what replaying it costs
+    subject: str = ""                # the entity the edit is about ("" = none given)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -52,7 +53,7 @@ def entry_from_row(r: EditRow) -> HistoryEntry:
         locality_prompts=tuple(r.locality_prompts), status=r.status, created_at=r.created_at,
         duration_s=r.duration_s, loss_curve=tuple(r.loss_curve), profile=r.profile, settings=dict(r.settings),
         preset=tuple(tuple(p) for p in r.preset), code=tuple(r.code), old_answer=r.old_answer, steps=r.steps,
-        final_loss=r.final_loss, status_changed_at=r.status_changed_at, cost_s=r.cost_s)
+        final_loss=r.final_loss, status_changed_at=r.status_changed_at, cost_s=r.cost_s, subject=r.subject or "")
 
 
 def applied_from_row(r: EditRow) -> AppliedEdit:
@@ -60,12 +61,14 @@ def applied_from_row(r: EditRow) -> AppliedEdit:
         prompt=r.prompt, target=r.target, train_paraphrases=tuple(r.train_paraphrases),
         preset=tuple(tuple(p) for p in r.preset), code=tuple(r.code), profile=r.profile, steps=r.steps,
         seconds=r.duration_s, final_loss=r.final_loss if r.final_loss is not None else float("nan"),
-        loss_curve=tuple(r.loss_curve), settings=dict(r.settings))
+        loss_curve=tuple(r.loss_curve), settings=dict(r.settings), subject=r.subject or "",
+        locality_prompts=tuple(r.locality_prompts))
 
 
 def request_from_row(r: EditRow) -> EditRequest:
     return EditRequest(r.prompt, r.target, tuple(r.train_paraphrases),
-                       preset=tuple(tuple(p) for p in r.preset), settings=dict(r.settings))
+                       preset=tuple(tuple(p) for p in r.preset), settings=dict(r.settings),
+                       subject=r.subject or "", locality_prompts=tuple(r.locality_prompts))
 
 
 def training_record(applied: AppliedEdit, key: str, cost: float) -> dict:

@@ -10,6 +10,8 @@ state; a failure or cancel puts the engine back and leaves the file as it was.
 
 from __future__ import annotations
 
+import dataclasses
+
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
@@ -160,6 +162,8 @@ class EditHistory:
         self._ready()
         editor = self.editor
         editor.validate(request.prompt, request.target)
+        if locality_prompts and not request.locality_prompts:  # the scoped router learns from them
+            request = dataclasses.replace(request, locality_prompts=tuple(locality_prompts))
         self._store.check_writable("save the edit")  # fail before training, not after
         old_answer = self._old_answer(request.prompt)
         guard = snap.EngineGuard(editor)
@@ -199,6 +203,7 @@ class EditHistory:
             since = self._since_keyframe(s, self._chain, self._keys) + cost
             s.add(EditRow(seq=seq, prompt=applied.prompt, target=applied.target,
                           train_paraphrases=list(applied.train_paraphrases), locality_prompts=list(locality),
+                          subject=applied.subject,
                           settings=dict(applied.settings),
                           profile=applied.profile, engine=conditions, status="applied", old_answer=old_answer,
                           rng_after=rng, **_record(applied, key, cost)))

@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 APPLICATION_ID = 0x454C4452  # "ELDR": tells our files apart from other SQLite databases
 STATUSES = ("applied", "rolled_back", "reverted")
 
@@ -82,6 +82,7 @@ class EditRow(Base):
     target: Mapped[str] = mapped_column(Text)
     train_paraphrases: Mapped[list] = mapped_column(JSON, default=list)
     locality_prompts: Mapped[list] = mapped_column(JSON, default=list)
+    subject: Mapped[str] = mapped_column(Text, default="")   # schema 2: the edit's subject ("" = none)
     preset: Mapped[list] = mapped_column(JSON)          # (L, k) expert indices, fixed for life
     settings: Mapped[dict] = mapped_column(JSON)        # training settings, fixed for life
     profile: Mapped[str] = mapped_column(String(64), default="")
@@ -146,10 +147,16 @@ class EvalRunRow(Base):
 
 # ------------------------------------------------------------------ migrations
 # MIGRATIONS[v] upgrades a file from version v to v + 1 inside the caller's transaction.
-# Version 1 is the first released schema, so there is nothing to migrate yet; the runner is
-# exercised by the tests with a stand-in step.
+# Version 1 is the first released schema.
 Migration = Callable[[Connection], None]
-MIGRATIONS: dict[int, Migration] = {}
+
+
+def _add_subject(conn: Connection) -> None:
+    """1 -> 2: edits get a subject (the scoped router keys on it); old edits have none."""
+    conn.exec_driver_sql("ALTER TABLE edits ADD COLUMN subject TEXT NOT NULL DEFAULT ''")
+
+
+MIGRATIONS: dict[int, Migration] = {1: _add_subject}
 
 
 def migrate(conn: Connection, found: int, target: int = SCHEMA_VERSION,

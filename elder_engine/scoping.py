@@ -1,0 +1,209 @@
+"""The editor's side of the scoped router: reading hidden states, routing, fitting an edit.
+
+The router reads the output of block `scope_block` at every prompt token (see
+`elder/scope.py`). Those states come from a short forward of the lower blocks only, with one
+extra token in front: the first position of a causal LM is an attention sink whose state is
+nearly the same for every prompt (cosine 0.88 between prompts at block 3 of SmolLM2), so a
+subject at the very start of a prompt would otherwise be invisible. The extra token changes
+only what the router reads; the model's own forward is untouched, so deferral stays exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Optional, Sequence
+
+import torch
+
+from .elder.model import find_blocks
+from .elder.negatives import background_prompts, entities, guess_subject, swap_subject
+from .elder.scope import ScopeDecision, subject_span
+from .training import _StopForward, inner_model
+
+if TYPE_CHECKING:
+    from .editor import EditRequest, ElderEditor
+
+BATCH = 32
+# Read in front of every prompt by the router only (see the module docstring).
+ROUTING_PREFIX = "\n"
+
+
+@dataclass
+class PromptStates:
+    states: torch.Tensor     # (S, d) block output at each prompt token (the sink token excluded)
+    relation: torch.Tensor   # (d,) the paper's query: FFN input one block below the first MoLoRA block, last token
+    offsets: list            # (start, end) character span of each token in the text
+
+
+class ScopeReader:
+    def __init__(self, editor: "ElderEditor") -> None:
+        self.editor = editor
+        self.tuner = editor.tuner
+        self.tokenizer = editor.tokenizer
+        _, self.blocks = find_blocks(self.tuner.model)
+        self._entity_cache: Optional[tuple[list[str], torch.Tensor]] = None
+        self._background: Optional[list[PromptStates]] = None
+        tok = self.tokenizer
+        sink = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+        self.sink = sink if sink is not None else 0
+        self.prefix = [self.sink] + list(tok(ROUTING_PREFIX, add_special_tokens=False)["input_ids"])
+
+    @property
+    def router(self):
+        return self.tuner.scope_router
+
+    # ------------------------------------------------------------------ states
+    def _encode(self, text: str) -> tuple[list[int], list]:
+        tok = self.tokenizer
+        try:
+            enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
+            offsets = [tuple(o) for o in enc["offset_mapping"]]
+        except (NotImplementedError, TypeError, KeyError):  # slow tokenizers have no offsets
+            enc = tok(text, add_special_tokens=False)
+            offsets = [(0, 0)] * len(enc["input_ids"])
+        ids = list(enc["input_ids"]) or [self.sink]
+        return ids, offsets or [(0, 0)]
+
+    @torch.no_grad()
+    def states(self, texts: Sequence[str], relation: bool = True) -> list[PromptStates]:
+        """States of block `scope_block`; with `relation`, also the paper's query (a forward up
+        to the first MoLoRA block instead of only the few blocks below `scope_block`)."""
+        out: list[PromptStates] = []
+        for i in range(0, len(texts), BATCH):
+            out += self._states_batch(list(texts[i:i + BATCH]), relation)
+        return out
+
+    def _states_batch(self, texts: list[str], relation: bool) -> list[PromptStates]:
+        encoded = [self._encode(t) for t in texts]
+        rows = [self.prefix + ids for ids, _ in encoded]
+        S = max(len(r) for r in rows)
+        device = self.editor.device
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.sink
+        ids = torch.full((len(rows), S), pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), S), dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, S - len(r):] = torch.tensor(r)
+            mask[i, S - len(r):] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        captured = {}
+
+        def keep(module, args, output):
+            captured["h"] = output[0] if isinstance(output, tuple) else output
+            if not relation:
+                raise _StopForward
+
+        def query(module, args):
+            captured["q"] = args[0][:, -1]
+            raise _StopForward
+
+        cfg = self.tuner.config_elder
+        handles = [self.blocks[cfg.scope_block].register_forward_hook(keep),
+                   self.tuner.query_module.register_forward_pre_hook(query, prepend=True)]
+        try:
+            with self.tuner.routing.session(None, deferral=False, expert_index=torch.full((len(rows),), -1)):
+                inner_model(self.tuner.model)(input_ids=ids.to(device), attention_mask=mask.to(device),
+                                              position_ids=positions.to(device), use_cache=False)
+        except _StopForward:
+            pass
+        finally:
+            for handle in handles:
+                handle.remove()
+        h = captured["h"].float().cpu()
+        q = captured["q"].float().cpu() if relation else torch.zeros(len(rows), 0)
+        skip = len(self.prefix)
+        return [PromptStates(states=h[i, S - len(r) + skip:], offsets=enc[1], relation=q[i]) for i, (r, enc) in enumerate(zip(rows, encoded))]
+
+    # ------------------------------------------------------------------ routing
+    def background(self) -> list[PromptStates]:
+        if self._background is None:
+            self._background = self.states(background_prompts())
+        return self._background
+
+    def ensure_background(self) -> None:
+        """Background statistics for a router that has none yet (a fresh engine)."""
+        if self.router.num_edits == 0 and bool((self.router.bg_scale == 1).all()):
+            bg = self.background()
+            self.router.set_background([p.states for p in bg], torch.stack([p.relation for p in bg]))
+
+    def route(self, prompts: Sequence[str]) -> ScopeDecision:
+        items = self.states(prompts)
+        S = max(p.states.shape[0] for p in items)
+        d = items[0].states.shape[1]
+        states = torch.zeros(len(items), S, d)
+        mask = torch.zeros(len(items), S, dtype=torch.bool)
+        for i, p in enumerate(items):
+            n = p.states.shape[0]
+            states[i, :n] = p.states
+            mask[i, :n] = True
+        return self.router.decide(states, mask, torch.stack([p.relation for p in items]))
+
+    # ------------------------------------------------------------------ fitting
+    def subject_of(self, request: "EditRequest") -> str:
+        given = (request.subject or "").strip()
+        if given and self.tuner.config_elder.use_subject and subject_span(request.prompt, given):
+            return given
+        return guess_subject(request.prompt)
+
+    def key_position(self, item: PromptStates, text: str, subject: str) -> int:
+        """The prompt token that carries the subject: the last token overlapping its span, or
+        (no subject found) the most distinctive token, furthest from the background."""
+        span = subject_span(text, subject)
+        if span is not None:
+            hits = [k for k, (a, b) in enumerate(item.offsets) if a < span[1] and b > span[0]]
+            if hits:
+                return hits[-1]
+        z = (item.states - self.router.bg_mean) / self.router.bg_scale
+        return int(z.norm(dim=-1)[:-1].argmax()) if z.shape[0] > 1 else 0
+
+    def fit(self, request: "EditRequest", earlier: Sequence) -> tuple[torch.Tensor, float, torch.Tensor]:
+        """Train and calibrate the router key of a new edit. `earlier` are the engine's
+        AppliedEdits before it. Returns (key, threshold, relation key)."""
+        cfg = self.tuner.config_elder
+        self.ensure_background()
+        subject = self.subject_of(request)
+        positives_text = [request.prompt, *request.train_paraphrases]
+        pos = self.states(positives_text)
+        key_pos = self.key_position(pos[0], request.prompt, subject)
+        init = self.router.standardise(pos[0].states[key_pos])
+        relation = self.router.relation_unit(pos[0].relation)
+        negatives_text = self._negative_prompts(request, subject, init, earlier)
+        neg = self.states(negatives_text, relation=False) + self.background()
+        as_items = lambda xs: [(p.states, torch.ones(p.states.shape[0], dtype=torch.bool)) for p in xs]
+        key = self.router.fit_key(init, as_items(pos), as_items(neg), cfg.scope_key_steps, cfg.scope_key_lr)
+        theta = self.router.calibrate(key, as_items(pos), as_items(neg), cfg.scope_floor)
+        return key, theta, relation
+
+    def _negative_prompts(self, request, subject: str, init: torch.Tensor, earlier: Sequence) -> list[str]:
+        cfg = self.tuner.config_elder
+        same = subject.lower()
+        out: list[str] = list(request.locality_prompts)
+        span = subject_span(request.prompt, subject)
+        if span is not None and cfg.scope_swaps > 0:
+            names = [n for n in self._nearest_names(init, earlier) if n.lower().removeprefix("the ") != same.removeprefix("the ")]
+            out += [swap_subject(request.prompt, span, n) for n in names[: cfg.scope_swaps]]
+        if cfg.scope_earlier > 0 and earlier:
+            keys = self.router.keys
+            others = [i for i, e in enumerate(earlier)
+                      if (e.subject or "").lower() != same and i < keys.shape[0]]
+            if others:
+                sims = keys[others] @ init
+                order = sims.argsort(descending=True)[: cfg.scope_earlier].tolist()
+                # an earlier prompt that carries this edit's subject is not a negative
+                out += [earlier[others[j]].prompt for j in order
+                        if not subject_span(earlier[others[j]].prompt, subject)]
+        return out
+
+    def _nearest_names(self, init: torch.Tensor, earlier: Sequence) -> list[str]:
+        """Entity names and earlier edits' subjects, most similar to the new key first."""
+        if self._entity_cache is None:
+            names = list(entities())
+            items = self.states([f"This is about {n}" for n in names], relation=False)
+            keys = torch.stack([self.router.standardise(p.states[-1]) for p in items])
+            self._entity_cache = (names, keys)
+        names, keys = self._entity_cache
+        extra = [e.subject for e in earlier if getattr(e, "subject", "")]
+        all_names = names + [n for n in dict.fromkeys(extra) if n not in names]
+        sims = keys @ init
+        ranked = [names[i] for i in sims.argsort(descending=True).tolist()]
+        # earlier subjects come first: the edits most likely to collide with this one
+        return list(dict.fromkeys([n for n in all_names[len(names):]][-8:] + ranked))

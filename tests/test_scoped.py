@@ -1,0 +1,226 @@
+"""The scoped router (profile `scoped-router`): its distribution, calibration, learned keys,
+negatives and deferral, on synthetic states and tiny random models."""
+
+import pytest
+import torch
+
+from elder_engine import guess_subject
+from elder_engine.editor import EditRequest, ElderEditor
+from elder_engine.elder import get_profile
+from elder_engine.elder.negatives import background_prompts, entities, swap_subject
+from elder_engine.elder.scope import ScopeRouter, subject_span
+from elder_engine.events import CancelToken, EditCancelled, EditStep
+from elder_engine.tokens import encode
+
+from tiny import tiny_loaded
+
+
+def make(**overrides):
+    cfg = get_profile("scoped-router", num_edit_layers=2, **{"learning_rate": 5e-2, "max_steps": 20, **overrides})
+    return ElderEditor(tiny_loaded("llama"), cfg)
+
+
+def unit(v):
+    return v / v.norm()
+
+
+def router_with(keys, thresholds, d=8):
+    router = ScopeRouter(d, 3, temperature=20.0, margin=0.05)
+    for k, t in zip(keys, thresholds):
+        router.add(unit(k), t, unit(torch.ones(3)))
+    return router
+
+
+# ------------------------------------------------------------------ the router itself
+def test_distribution_covers_the_edits_and_defer_and_fires_only_above_threshold():
+    g = torch.Generator().manual_seed(0)
+    keys = [torch.randn(8, generator=g) for _ in range(3)]
+    router = router_with(keys, [0.8, 0.8, 0.8])
+    states = torch.randn(3, 5, 8, generator=g) * 0.1
+    states[0, 2] = keys[1] * 4          # row 0 carries edit 1's key at position 2
+    states[2, 4] = keys[2] * 4          # row 2 carries edit 2's key, but position 4 is masked out
+    mask = torch.ones(3, 5, dtype=torch.bool)
+    mask[2, 4] = False
+    d = router.decide(states, mask, torch.randn(3, 3, generator=g))
+    assert d.probs.shape == (3, 4)
+    torch.testing.assert_close(d.probs.sum(1), torch.ones(3), rtol=1e-6, atol=1e-6)
+    assert d.expert_index.tolist() == [1, -1, -1]
+    assert int(d.best_position[0]) == 2
+    assert d.probs[0, 1] > d.probs[0, -1] and d.probs[1, -1] > d.probs[1, :-1].max()
+    torch.testing.assert_close(d.scores[0, 1], torch.tensor(1.0), rtol=1e-5, atol=1e-5)
+
+
+def test_a_raised_threshold_turns_a_firing_sequence_into_a_deferred_one():
+    g = torch.Generator().manual_seed(1)
+    key = torch.randn(8, generator=g)
+    states = (key + 0.5 * torch.randn(8, generator=g))[None, None, :].repeat(1, 2, 1)
+    mask = torch.ones(1, 2, dtype=torch.bool)
+    score = float(router_with([key], [0.0]).decide(states, mask, torch.ones(1, 3)).scores[0, 0])
+    assert router_with([key], [score - 0.01]).decide(states, mask, torch.ones(1, 3)).expert_index.tolist() == [0]
+    assert router_with([key], [score + 0.01]).decide(states, mask, torch.ones(1, 3)).expert_index.tolist() == [-1]
+
+
+def test_no_edits_means_defer_with_all_mass_on_defer():
+    router = ScopeRouter(8, 3, 20.0, 0.05)
+    d = router.decide(torch.randn(2, 4, 8), torch.ones(2, 4, dtype=torch.bool), torch.randn(2, 3))
+    assert d.expert_index.tolist() == [-1, -1]
+    torch.testing.assert_close(d.probs, torch.ones(2, 1))
+
+
+def test_calibration_sits_a_margin_above_the_hardest_negative_and_below_the_prompt():
+    router = ScopeRouter(4, 3, 20.0, margin=0.05)
+    key = unit(torch.tensor([1.0, 0.0, 0.0, 0.0]))
+    item = lambda v: (torch.tensor([v]), torch.ones(1, dtype=torch.bool))
+    positives = [item([1.0, 0.0, 0.0, 0.0])]
+    negatives = [item([0.6, 0.8, 0.0, 0.0]), item([0.0, 1.0, 0.0, 0.0])]  # cosines 0.6 and 0.0
+    theta = router.calibrate(key, positives, negatives, floor=0.3)
+    assert theta == pytest.approx(0.65, rel=1e-4, abs=1e-4)
+    # the floor holds when every negative is far
+    assert router.calibrate(key, positives, negatives[1:], floor=0.3) == pytest.approx(0.3, rel=1e-6)
+    # a negative as close as the prompt: the threshold stays below the prompt's own score
+    theta = router.calibrate(key, positives, [item([0.99, 0.141, 0.0, 0.0])], floor=0.3)
+    assert theta < 1.0
+
+
+def test_a_learned_key_separates_positives_from_negatives_better_than_its_start():
+    g = torch.Generator().manual_seed(2)
+    subject, shared = unit(torch.randn(16, generator=g)), unit(torch.randn(16, generator=g))
+    router = ScopeRouter(16, 3, 20.0, 0.05)
+    item = lambda v: (v[None], torch.ones(1, dtype=torch.bool))
+    # the starting key mixes the subject with a direction every negative shares
+    init = unit(subject + shared)
+    positives = [item(unit(subject + shared + 0.1 * torch.randn(16, generator=g))) for _ in range(4)]
+    positives += [item(unit(subject + 0.1 * torch.randn(16, generator=g))) for _ in range(4)]
+    negatives = [item(unit(shared + 0.3 * torch.randn(16, generator=g))) for _ in range(20)]
+
+    def gap(key):
+        sp = router._max_sim(router._pack(positives), key)
+        sn = router._max_sim(router._pack(negatives), key)
+        return float(sp.min() - sn.max())
+
+    learned = router.fit_key(init, positives, negatives, steps=60, lr=0.05)
+    torch.testing.assert_close(learned.norm(), torch.tensor(1.0), rtol=1e-5, atol=1e-5)
+    assert gap(learned) > gap(init) + 0.05
+    assert torch.equal(router.fit_key(init, positives, negatives, steps=0, lr=0.05), init)
+
+
+# ------------------------------------------------------------------ negatives and subjects
+def test_subject_swaps_keep_the_template():
+    prompt = "The capital of France is"
+    span = subject_span(prompt, "france")
+    assert prompt[span[0]:span[1]] == "France"
+    assert swap_subject(prompt, span, "Germany") == "The capital of Germany is"
+    assert swap_subject("The Eiffel Tower is in", subject_span("The Eiffel Tower is in", "Eiffel Tower"),
+                        "the Colosseum") == "The Colosseum is in"
+    assert swap_subject("France is big", (0, 6), "the Nile") == "The Nile is big"
+    assert subject_span(prompt, "Spain") is None and subject_span(prompt, "") is None
+
+
+@pytest.mark.parametrize("prompt, subject", [
+    ("The capital of France is", "France"),
+    ("What is the capital city of France?", "France"),
+    ("The mother tongue of Danielle Darrieux is", "Danielle Darrieux"),
+    ("When was the inception of IAAF Combined Events Challenge?", "IAAF Combined Events Challenge"),
+    ("France's capital city is", "France"),
+    ("what does the fox say", ""),
+])
+def test_guess_subject(prompt, subject):
+    assert guess_subject(prompt) == subject
+
+
+def test_shipped_negative_lists_are_there_and_clean():
+    assert len(background_prompts()) >= 50 and len(entities()) >= 100
+    assert len(set(entities())) == len(entities())
+
+
+def test_negatives_are_swaps_earlier_prompts_and_locality_but_never_the_same_subject():
+    editor = make(max_steps=2)
+    editor.apply(EditRequest("the capital of france is", "london", subject="france"))
+    editor.apply(EditRequest("who wrote hamlet ?", "paris", subject="hamlet"))
+    request = EditRequest("the river of france is", "blue", subject="france", locality_prompts=("the sky is",))
+    subject = editor.scope.subject_of(request)
+    item = editor.scope.states([request.prompt], relation=False)[0]
+    init = editor.tuner.scope_router.standardise(item.states[editor.scope.key_position(item, request.prompt, subject)])
+    negatives = editor.scope._negative_prompts(request, subject, init, editor.edits)
+    assert "the sky is" in negatives
+    assert "who wrote hamlet ?" in negatives                 # an earlier edit about another subject
+    assert "the capital of france is" not in negatives       # an earlier edit about the same subject
+    swaps = [n for n in negatives if n.startswith("the river of ") and n != request.prompt]
+    assert len(swaps) == editor.config.scope_swaps
+    assert any("hamlet" in s for s in swaps)                 # earlier subjects are swapped in first
+    assert not any(s.lower() == request.prompt for s in swaps)
+
+
+# ------------------------------------------------------------------ the engine
+def test_each_edit_gets_a_key_a_threshold_and_its_own_expert():
+    editor = make()
+    assert editor.route(["the capital of france is"]) == [((), ())]
+    editor.apply(EditRequest("the capital of france is", "london", subject="france"))
+    editor.apply(EditRequest("who wrote hamlet ?", "paris"))
+    router = editor.tuner.scope_router
+    assert router.keys.shape[0] == 2 and router.thresholds.shape == (2,)
+    assert all(len(layer.pool) == 2 for layer in editor.tuner.elder_layers)
+    assert editor.edits[0].subject == "france"
+    assert {"scope_router.keys", "scope_router.thresholds", "scope_router.bg_mean"} <= set(editor.tuner.state_dict())
+    index = editor.expert_index(["the capital of france is", "who wrote hamlet ?"])
+    assert index.tolist() == [0, 1]          # each edit fires on its own prompt, with its own expert
+    weights = editor.route(["the capital of france is"])[0]
+    assert len(weights) == 2 and len(weights[0]) == 2 and weights[0] == weights[1]
+
+
+def test_deferred_sequences_get_exactly_the_base_output():
+    editor = make()
+    editor.apply(EditRequest("the capital of france is", "london", subject="france"))
+    prompts = ["the capital of france is", "what colour is the sky ?"]
+    index = editor.expert_index(prompts)
+    assert index.tolist()[0] == 0
+    deferred = [p for p, i in zip(prompts, index.tolist()) if i == -1]
+    assert deferred, "the unrelated prompt must defer"
+    edited, _ = editor.target_logits(deferred, ["blue"] * len(deferred))
+    original, _ = editor.target_logits(deferred, ["blue"] * len(deferred), original=True)
+    assert torch.equal(edited, original)
+    fired, _ = editor.target_logits(prompts[:1], ["london"])
+    base, _ = editor.target_logits(prompts[:1], ["london"], original=True)
+    assert not torch.equal(fired, base)
+    assert editor.generate(deferred, 4) == editor.generate(deferred, 4, original=True)
+
+
+def test_state_round_trip_routes_identically(tmp_path):
+    editor = make()
+    editor.apply(EditRequest("the capital of france is", "london", subject="france"))
+    editor.apply(EditRequest("who wrote hamlet ?", "paris", subject="hamlet"))
+    path = tmp_path / "s.safetensors"
+    editor.save(path)
+    again = ElderEditor.from_state(tiny_loaded("llama"), path)
+    for name in ("keys", "thresholds", "relation_keys", "bg_mean", "bg_scale"):
+        assert torch.equal(getattr(again.tuner.scope_router, name), getattr(editor.tuner.scope_router, name))
+    prompts = ["the capital of france is", "who wrote hamlet ?", "the sky is blue"]
+    assert torch.equal(again.scope.route(prompts).probs, editor.scope.route(prompts).probs)
+    assert [e.subject for e in again.edits] == ["france", "hamlet"]
+
+
+def test_a_cancelled_edit_leaves_the_router_as_it_was():
+    editor = make()
+    editor.apply(EditRequest("the capital of france is", "london", subject="france"))
+    before = {k: v.clone() for k, v in editor.tuner.scope_router.tensors().items()}
+    cancel = CancelToken()
+    for event in editor.edit(EditRequest("who wrote hamlet ?", "paris"), cancel):
+        if isinstance(event, EditStep):
+            cancel.cancel()
+        if isinstance(event, EditCancelled):
+            break
+    after = editor.tuner.scope_router.tensors()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert len(editor.edits) == 1
+
+
+def test_teacher_forced_routing_reads_the_prompt_only():
+    """Target tokens must not change the decision: the router sees the prompt alone."""
+    editor = make()
+    editor.apply(EditRequest("the capital of france is", "london", subject="france"))
+    batch = encode(editor.tokenizer, ["what colour is the sky ?"], ["france france"])
+    assert batch.target_ids.shape[1] == 2
+    assert editor.expert_index(["what colour is the sky ?"]).tolist() == [-1]
+    edited, _ = editor.target_logits(["what colour is the sky ?"], ["france france"])
+    original, _ = editor.target_logits(["what colour is the sky ?"], ["france france"], original=True)
+    assert torch.equal(edited, original)
