@@ -86,17 +86,17 @@ def test_a_deferred_query_keeps_the_original_answer(wb):
     if not keyed:
         _set_inference(wb, epsilon=1)        # the paper's codes: fire only on an exact match
     try:
-        deferred = None
-        for query in UNRELATED:
+        fired = []
+        for query in UNRELATED:  # every one of them: none is about the edited fact
             view = probe(wb, query)
-            if not view.result.fired:
-                deferred = view
-                break
-        assert deferred is not None, "no unrelated query was deferred"
-        assert wb.probe_panel.verdict.kind == "deferred"
-        assert "Deferred to the original model" in wb.probe_panel.verdict.headline.text()
-        assert deferred.result.edited_output == deferred.result.original_output
-        assert _edited(wb) == _original(wb)
+            if view.result.fired:
+                fired.append(query)
+                continue
+            assert wb.probe_panel.verdict.kind == "deferred"
+            assert "Deferred to the original model" in wb.probe_panel.verdict.headline.text()
+            assert view.result.edited_output == view.result.original_output
+            assert _edited(wb) == _original(wb)
+        assert fired == [], f"unrelated queries fired the edit: {fired}"
     finally:
         if not keyed:
             _set_inference(wb, epsilon=config["epsilon"])
