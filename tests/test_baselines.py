@@ -177,4 +177,26 @@ def test_method_names_and_settings():
         parse_settings(["lora:lr=1"])
     with pytest.raises(EditRequestError):
         LoraEditor.config_cls().replace(nonsense=1)
-    assert {FtlEditor.name, GraceEditor.name, LoraEditor.name} == {"ft-l", "grace", "lora"}
+
+
+def test_each_name_builds_that_method(taught):
+    """What `--method NAME` and `--set NAME.x=v` reach: the method of that name, with that
+    setting, on the same budget as ELDER's, wrapping what that method wraps."""
+    from elder_engine.editor import ElderEditor
+
+    own = {"elder": {"max_steps": 7}, "lora": {"rank": 2}, "ft-l": {"norm_constraint": 0.05},
+           "grace": {"eps_init": 3.0}}
+    for name in method_names("all"):
+        method = build_method(name, taught("llama"), ELDER, own[name])
+        setting, value = next(iter(own[name].items()))
+        assert getattr(method.config, setting) == value, name
+        modules = [n for n, _ in method.model.named_modules()]
+        if name == "elder":
+            assert isinstance(method, ElderEditor) and method.config.profile == ELDER.profile
+            assert any("elder_" in n for n in modules)
+            continue
+        assert method.name == name and method.config.max_steps == ELDER.max_steps  # ELDER's budget
+        assert any(n.endswith("lora_A") for n in modules) == (name == "lora"), name
+        assert isinstance(getattr(method, "layer", None), torch.nn.Module) == (name == "grace"), name
+        assert hasattr(method.config, "norm_constraint") == (name == "ft-l"), name
+        assert type(method) is {"lora": LoraEditor, "ft-l": FtlEditor, "grace": GraceEditor}[name]
