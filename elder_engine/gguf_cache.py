@@ -25,6 +25,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from .durable import fsync_dir, fsync_tree
 from .errors import ModelLoadError, cause_line
 
 FORMAT = 1  # bump when the cache layout changes: old entries are then simply not found
@@ -113,11 +114,13 @@ def _convert(path: Path, folder: Path, fingerprint: Callable[[torch.nn.Module], 
                     "fingerprint": fingerprint(model)}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
         del model
+        fsync_tree(tmp)  # every file's data on disk before the folder gets its name
         try:
             os.rename(tmp, folder)  # atomic: readers see no cache or a complete one
         except OSError:
             if not _cache_intact(folder):  # not a concurrent conversion that won the race
                 raise
+        fsync_dir(folder.parent)
     except OSError as error:
         raise ModelLoadError(f"Could not write the converted model to {folder.parent}: "
                              f"{cause_line(error)}. Free disk space or set another cache folder "

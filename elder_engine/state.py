@@ -130,9 +130,13 @@ def write_state_file(path: str | os.PathLike, tensors: dict[str, torch.Tensor], 
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     os.close(fd)
+    from .durable import fsync_dir, fsync_file
+
     try:
         save_file(tensors, tmp, metadata={"elder": json.dumps(meta)})
+        fsync_file(tmp)  # the data is on disk before the name points at it
         os.replace(tmp, path)
+        fsync_dir(path.parent)  # and the rename itself survives a power cut
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sqlite3
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
+from ..durable import fsync_dir, fsync_file
 from ..errors import HistoryError, StateFormatError
 from ..state import apply_state, read_state_file, state_meta, state_tensors, write_state_file
 from . import snapshots as snap
@@ -29,7 +31,7 @@ from .store import Store
 
 BUNDLE_FORMAT = "elder-bundle"
 BUNDLE_VERSION = 1
-_ARCH = ("num_edit_layers", "first_edit_layer", "ffn_module", "num_experts", "rank")
+_ARCH = ("routing", "num_edit_layers", "first_edit_layer", "ffn_module", "num_experts", "rank")
 _ROW_FIELDS = ("seq", "prompt", "target", "train_paraphrases", "locality_prompts", "preset", "settings", "profile",
                "engine", "status", "old_answer", "chain_key", "code", "steps", "duration_s", "cost_s", "final_loss",
                "loss_curve")
@@ -141,16 +143,41 @@ def import_bundle(cls, bundle_path: Path, db_path: Path, editor, **open_kwargs):
     except OSError as exc:
         raise HistoryError(f"Cannot create {db_path}: {exc.strerror or exc}.") from None
     tmp = Path(tmp)
+    renamed = False
     try:
         store, _ = Store.open(tmp, open_kwargs.get("timeout", 5.0), fill)
-        store.close()
+        store.close()  # checkpoints the WAL into the file
+        _fold_wal(tmp)  # every committed page is in the main file now: nothing stays behind in tmp-wal
         if db_path.exists() and db_path.stat().st_size > 0:
             raise HistoryError(f"{db_path} appeared while importing; import into a new history file.")
+        fsync_file(tmp)  # on disk before it gets its name
         os.replace(tmp, db_path)
+        renamed = True
+        fsync_dir(db_path.parent)
     except OSError as exc:
         raise HistoryError(f"Cannot import into {db_path}: {exc.strerror or exc}. Nothing was written.") from None
     finally:
-        for p in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
-            if p.exists():
-                p.unlink()
+        if not renamed:  # a failed import leaves nothing behind
+            for p in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
+                if p.exists():
+                    p.unlink()
     return cls.open(db_path, editor, **open_kwargs)
+
+
+def _fold_wal(db: Path) -> None:
+    """Make sure the database file alone holds every commit (its -wal file empty and removed)
+    before the file is renamed: a -wal file does not follow a rename, and removing one that
+    still holds commits would lose them."""
+    wal, shm = Path(f"{db}-wal"), Path(f"{db}-shm")
+    if wal.exists() and wal.stat().st_size > 0:
+        conn = sqlite3.connect(db)
+        try:
+            busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            conn.close()
+        if busy or (wal.exists() and wal.stat().st_size > 0):
+            raise HistoryError(f"Cannot finish the import into {db.name}: its journal could not be folded into "
+                               "the file (is another program using it?). Nothing was written.")
+    for p in (wal, shm):  # empty now: they hold nothing
+        if p.exists():
+            p.unlink()

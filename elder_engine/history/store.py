@@ -31,6 +31,7 @@ from .schema import APPLICATION_ID, SCHEMA_VERSION, Base, Info, migrate
 SQLITE_MAGIC = b"SQLite format 3\x00"
 PAGE_SIZE = 1024
 WAL_LIMIT = 8 << 20  # bytes the WAL file keeps after a checkpoint; each edit writes ~1.4 MB to it
+CONNECTION_PRAGMAS = ("PRAGMA synchronous=FULL", f"PRAGMA journal_size_limit={WAL_LIMIT}")
 
 
 def map_error(exc: BaseException, path: Path, action: str) -> HistoryError:
@@ -73,6 +74,13 @@ class Store:
         @event.listens_for(self.engine, "connect")
         def _connect(dbapi_conn, _record):
             dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (SQLAlchemy's recipe)
+            # Per-connection settings, so that every connection the pool ever makes has them
+            # (neither writes to the file: a foreign file is still refused untouched). The
+            # journal mode is kept in the file itself and set once it is known to be ours.
+            cur = dbapi_conn.cursor()
+            for pragma in CONNECTION_PRAGMAS:
+                cur.execute(pragma).fetchall()
+            cur.close()
 
         @event.listens_for(self.engine, "begin")
         def _begin(conn):
@@ -128,8 +136,7 @@ class Store:
     def _create(self, init) -> None:
         # Page size and auto_vacuum are only honoured before the first table exists. Small pages:
         # a stored tensor wastes half a page on average, and keyed profiles store thousands.
-        self._raw(f"PRAGMA page_size={PAGE_SIZE}", "PRAGMA auto_vacuum=INCREMENTAL", "PRAGMA journal_mode=WAL",
-                  "PRAGMA synchronous=FULL", f"PRAGMA journal_size_limit={WAL_LIMIT}")
+        self._raw(f"PRAGMA page_size={PAGE_SIZE}", "PRAGMA auto_vacuum=INCREMENTAL", "PRAGMA journal_mode=WAL")
         with self.write(check_revision=False) as s:
             s.connection().exec_driver_sql(f"PRAGMA application_id={APPLICATION_ID}")
             Base.metadata.create_all(s.connection())
@@ -151,7 +158,7 @@ class Store:
         if version > SCHEMA_VERSION:
             raise HistoryError(f"{self.path} was written by a newer ELDER Workbench (history format {version}, "
                                f"this one reads up to {SCHEMA_VERSION}). Update the app to open it.")
-        self._raw("PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", f"PRAGMA journal_size_limit={WAL_LIMIT}")
+        self._raw("PRAGMA journal_mode=WAL")
         if version < SCHEMA_VERSION:
             self.migrate_from(version)
         self.revision = self.read_info("revision", 0)
