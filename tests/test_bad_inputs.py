@@ -195,25 +195,69 @@ def test_locked_history(files):
     history.close()
 
 
-def test_read_only_history(files):
-    path = files / "h.elderdb"
-    os.chmod(path, 0o444)
-    os.chmod(files, 0o555)
-    try:
-        if os.access(path, os.W_OK):
-            pytest.skip("running as a user that can write read-only files (root)")
-        before = hashes(files)
-        editor = tiny_editor()
-        with pytest.raises(HistoryError, match="cannot be written|read"):
-            history = EditHistory.open(path, editor)
+def _as_nobody(fn) -> tuple[int, str]:
+    """Run fn() in a forked child as the unprivileged user 'nobody' (root ignores file modes):
+    (exit code, what it wrote)."""
+    import tempfile
+    out = Path(tempfile.mkdtemp()) / "out.txt"
+    os.chmod(out.parent, 0o777)
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.setgid(65534), os.setuid(65534)
+            text = fn()
+            out.write_text(text)
+            code = 0
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent
             try:
-                list(history.edit(EditRequest(*FACTS[3])))
-            finally:
-                history.close()
-        assert hashes(files) == before
+                out.write_text(f"{type(exc).__name__}: {exc}")
+            except OSError:
+                pass
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    text = out.read_text() if out.exists() else ""
+    shutil.rmtree(out.parent, ignore_errors=True)
+    return os.waitstatus_to_exitcode(status), text
+
+
+def test_read_only_history(made):
+    import tempfile
+    folder = Path(tempfile.mkdtemp())  # readable by every user, unlike pytest's own temp folders
+    path = folder / "h.elderdb"
+    shutil.copy(made / "h.elderdb", path)
+    os.chmod(path, 0o444)
+    os.chmod(folder, 0o555)
+    editor = tiny_editor()  # built here: the child only opens the file
+    before = hashes(folder)
+
+    def attempt() -> str:
+        try:
+            history = EditHistory.open(path, editor)
+        except HistoryError as error:
+            return f"refused at open: {error}"
+        try:
+            list(history.edit(EditRequest(*FACTS[3])))
+        except HistoryError as error:
+            return f"refused at edit: {error}"
+        finally:
+            history.close()
+        return "written"
+
+    try:
+        if os.geteuid() == 0:
+            code, said = _as_nobody(attempt)
+        elif os.access(path, os.W_OK):
+            pytest.skip("this user can write read-only files")
+        else:
+            code, said = 0, attempt()
+        assert code == 0 and said.startswith("refused"), said
+        assert "cannot be written or read" in said or "read-only" in said or "readonly" in said, said
+        assert hashes(folder) == before
     finally:
-        os.chmod(files, 0o755)
-        os.chmod(path, 0o644)
+        os.chmod(folder, 0o755)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 # ------------------------------------------------------------ data readers, any JSON value
