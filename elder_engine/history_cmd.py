@@ -20,6 +20,10 @@ def _open(args):
     from .history import EditHistory
 
     editor = open_editor(args)
+    # texts the tokenizer must accept (length, context), checked before a history file is made
+    text = getattr(args, "prompt", None) or getattr(args, "query", None)
+    if text is not None:
+        editor.validate(text, getattr(args, "target", None))
     return EditHistory.open(args.db, editor)
 
 

@@ -29,17 +29,24 @@ SAMPLE = ROOT / "resources" / "samples" / "zsre_sample.json"
 MODEL_LOADED = "MODEL WAS LOADED"
 
 
-def run_forked(argv: list[str], cwd: Path, block_model: bool) -> tuple[int, str, str]:
+def run_forked(argv: list[str], cwd: Path, block_model: bool, as_nobody: bool = False,
+               cache: str | None = None) -> tuple[int, str, str]:
     """`python -m elder_engine ARGV` in a forked child: (exit code, stdout, stderr)."""
-    out_path, err_path = cwd / ".case.out", cwd / ".case.err"
+    import tempfile
+
+    out_fd, out_name = tempfile.mkstemp(prefix="cli-case-", suffix=".out")
+    err_fd, err_name = tempfile.mkstemp(prefix="cli-case-", suffix=".err")
+    out_path, err_path = Path(out_name), Path(err_name)
     pid = os.fork()
     if pid == 0:  # the child: never returns into pytest
         code = 1
         try:
             os.chdir(cwd)
-            out = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-            err = os.open(err_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-            os.dup2(out, 1), os.dup2(err, 2)
+            if cache:
+                os.environ["ELDER_CACHE_DIR"] = cache
+            os.dup2(out_fd, 1), os.dup2(err_fd, 2)
+            if as_nobody:  # an unprivileged user: root would write a read-only file anyway
+                os.setgid(65534), os.setuid(65534)
             sys.stdout, sys.stderr = open(1, "w", closefd=False), open(2, "w", closefd=False)
             from elder_engine import cli, loading
 
@@ -62,9 +69,13 @@ def run_forked(argv: list[str], cwd: Path, block_model: bool) -> tuple[int, str,
                 sys.stdout.flush(), sys.stderr.flush()
             finally:
                 os._exit(code)
+    os.close(out_fd), os.close(err_fd)
     _, status = os.waitpid(pid, 0)
     code = os.waitstatus_to_exitcode(status)
-    return code, out_path.read_text(errors="replace"), err_path.read_text(errors="replace")
+    try:
+        return code, out_path.read_text(errors="replace"), err_path.read_text(errors="replace")
+    finally:
+        out_path.unlink(), err_path.unlink()
 
 
 def sha(path: Path) -> str:
@@ -72,9 +83,21 @@ def sha(path: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    """Every bad file the cases use, plus a good tiny history and its bundle."""
-    d = tmp_path_factory.mktemp("cli_bad")
+def files():
+    """Every bad file the cases use, plus a good tiny history and its bundle; in a folder every
+    user may read (the read-only case runs as an unprivileged user) but only its owner write."""
+    import shutil
+    import tempfile
+
+    d = Path(tempfile.mkdtemp(prefix="cli_bad-"))
+    os.chmod(d, 0o755)
+    try:
+        yield _make_files(d)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _make_files(d: Path) -> Path:
     (d / "notsqlite.db").write_text("these are my notes, not a database\n" * 20)
     with closing(sqlite3.connect(d / "other.sqlite")) as db, db:
         db.execute("CREATE TABLE things (x)")
@@ -100,6 +123,11 @@ def files(tmp_path_factory):
     with closing(sqlite3.connect(newer)) as db, db:
         db.execute("UPDATE info SET value = 99 WHERE key = 'schema_version'")
     (d / "locked.elderdb").write_bytes(good.read_bytes())
+    from test_loading import save_tiny
+    save_tiny(d / "truncated_model")
+    truncate(d / "truncated_model" / "model.safetensors")
+    for p in d.rglob("*"):  # readable by all, writable by the owner only
+        os.chmod(p, 0o755 if p.is_dir() else 0o644)
     return d
 
 
@@ -169,24 +197,46 @@ CASES = [
     ("model-folder-without-config", EVAL + ["--model", "folder"], ["config.json"], False),
     ("model-gguf-cut-in-half", EVAL + ["--model", "half.gguf"], ["truncated or corrupt"], False),
     ("model-not-a-model-file", EVAL + ["--model", "not_a_model.safetensors"], ["neither a model folder"], False),
+    ("model-truncated-safetensors", EVAL + ["--model", "truncated_model"], ["truncated or corrupt"], False),
+    # these need the model's tokenizer: refused after it loads, before any history file is made
+    ("edit-100k-prompt", ["edit", "--db", "new.elderdb", "--prompt", "The capital of France is " * 4000,
+                          "--target", "Rome"], ["context"], False),
+    ("edit-65-token-target", ["edit", "--db", "new.elderdb", "--prompt", "The capital of France is",
+                              "--target", " ".join(["word"] * 66)], ["tokens long"], False),
+    ("probe-100k-query", ["probe", "--db", "new.elderdb", "--query", "Water boils at " * 6700], ["context"], False),
+    ("import-bundle-for-another-model", ["history", "--db", "new.elderdb", "import", "good.elderbundle"],
+     ["made with the model"], False),
+    ("history-read-only", ["history", "--db", "good.elderdb", "rollback", "0"], ["cannot be written or read"], True),
 ]
+AS_NOBODY = {"history-read-only"}
 
 
-@pytest.mark.parametrize("argv, words, before_load", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_bad_input_is_one_line_exit_2(files, argv, words, before_load):
+@pytest.mark.parametrize("argv, words, before_load, as_nobody", [(*c[1:], c[0] in AS_NOBODY) for c in CASES],
+                         ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_exit_2(request, files, argv, words, before_load, as_nobody):
+    cache = None
+    if not before_load:  # the child loads the default model: from the session's conversion cache
+        if "--model" not in argv:
+            request.getfixturevalue("default_model")  # converted once, here
+        cache = request.getfixturevalue("default_model_cache_dir")
     hashes = {p.name: sha(p) for p in files.iterdir()}
+    if as_nobody:  # read-only for everyone (root is also switched to an unprivileged user)
+        os.chmod(files / "good.elderdb", 0o444)
+        os.chmod(files, 0o555)
     locker = None
     if "locked.elderdb" in argv:
         locker = sqlite3.connect(files / "locked.elderdb", isolation_level=None)
         locker.execute("BEGIN IMMEDIATE")  # another program's write transaction
     try:
-        code, out, err = run_forked(argv, files, block_model=before_load)
+        code, out, err = run_forked(argv, files, block_model=before_load, as_nobody=as_nobody and os.geteuid() == 0,
+                                    cache=cache)
     finally:
+        if as_nobody:
+            os.chmod(files, 0o755)
+            os.chmod(files / "good.elderdb", 0o644)
         if locker is not None:
             locker.rollback()
             locker.close()
-    for name in (".case.out", ".case.err"):
-        (files / name).unlink()
     lines = err.strip().splitlines()
     assert MODEL_LOADED not in err, f"a model was loaded before the error: {err}"
     assert "Traceback" not in err, err
