@@ -206,4 +206,13 @@ def test_kill_mid_rollback_revert_and_import(four, tmp_path):
             edit(history, 5)
             assert history.chain[:-1] == got[1] and history.head == history.chain[-1]
     assert sum(landed.values()) == len(KILLS)
+    # a killed import's temp files are removed by the next import once they are old
+    from elder_engine.history import bundle as bundle_mod
+    left = list(tmp_path.glob("*.importing*"))
+    for p in left:
+        os.utime(p, (time.time() - 2 * bundle_mod.STALE_IMPORT_S,) * 2)
+    for p in {p.name.split(".elderdb")[0] + ".elderdb" for p in left}:
+        (tmp_path / p).unlink(missing_ok=True)
+        EditHistory.import_bundle(d / "b.elderbundle", tmp_path / p, tiny_editor()).close()
+    assert list(tmp_path.glob("*.importing*")) == []
     print(f"kills survived: {len(KILLS)} ({landed['before']} before the operation's commit, {landed['after']} after)")

@@ -13,10 +13,12 @@ place at the end, so a failed import leaves nothing behind and never touches an 
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 import sqlite3
 import tempfile
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -138,6 +140,7 @@ def import_bundle(cls, bundle_path: Path, db_path: Path, editor, **open_kwargs):
 
     try:
         db_path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_imports(db_path)
         fd, tmp = tempfile.mkstemp(dir=db_path.parent, prefix=db_path.name, suffix=".importing")
         os.close(fd)
     except OSError as exc:
@@ -162,6 +165,20 @@ def import_bundle(cls, bundle_path: Path, db_path: Path, editor, **open_kwargs):
                 if p.exists():
                     p.unlink()
     return cls.open(db_path, editor, **open_kwargs)
+
+
+STALE_IMPORT_S = 3600  # a temp file this old belongs to an import that was killed
+
+
+def _remove_stale_imports(db_path: Path) -> None:
+    """Temp files of imports into `db_path` that were killed (no cleanup runs on SIGKILL)."""
+    now = time.time()
+    for stale in db_path.parent.glob(f"{glob.escape(db_path.name)}*.importing*"):
+        try:
+            if now - stale.stat().st_mtime > STALE_IMPORT_S:
+                stale.unlink()
+        except OSError:
+            pass
 
 
 def _fold_wal(db: Path) -> None:
