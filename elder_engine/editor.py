@@ -22,7 +22,7 @@ from .presets import draw_preset
 from .state import apply_state, check_meta, load_state, read_state_file, save_state
 from .probe import ProbeResult, run_probe
 from .elder.routing import TRAINING_EXPERT
-from .scoping import ScopeReader
+from .scoping import ScopeReader, prefixed_copies
 from .tokens import Batch, encode, key_ids, prompt_ids, target_ids
 from .training import LowerBlockCache, full_target_logits, guided_loss, target_cross_entropy
 
@@ -30,7 +30,7 @@ MAX_TARGET_TOKENS = 64
 
 
 # Settings one edit may change; the layer layout (L, N, r, k) is fixed for an engine's life.
-TRAINING_SETTINGS = ("guide_lambda", "learning_rate", "max_steps", "early_stop_loss", "max_batch")
+TRAINING_SETTINGS = ("guide_lambda", "learning_rate", "max_steps", "early_stop_loss", "max_batch", "train_prefixes")
 # Settings that act at inference only (the deferral check); changing them retrains nothing.
 INFERENCE_SETTINGS = ("deferral", "epsilon", "scope_threshold")
 
@@ -183,6 +183,7 @@ class ElderEditor:
                 preset = draw_preset(self.tuner.generator, [e.preset for e in self.edits], cfg)
             yield EditStarted(request.prompt, request.target, preset, cfg.max_steps)
             prompts = [request.prompt, *request.train_paraphrases][: cfg.max_batch]
+            prompts += prefixed_copies(request.prompt, min(cfg.train_prefixes, cfg.max_batch - len(prompts)))
             batch = encode(self.tokenizer, prompts, [request.target] * len(prompts)).to(self.device)
             preset_t = torch.tensor(preset, dtype=torch.long)
             index = torch.full((len(prompts),), TRAINING_EXPERT) if keyed else None

@@ -10,6 +10,7 @@ only what the router reads; the model's own forward is untouched, so deferral st
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional, Sequence
 
@@ -33,6 +34,24 @@ class PromptStates:
     states: torch.Tensor     # (S, d) block output at each prompt token (the sink token excluded)
     relation: torch.Tensor   # (d,) the paper's query: FFN input one block below the first MoLoRA block, last token
     offsets: list            # (start, end) character span of each token in the text
+
+
+def prefixed_copies(prompt: str, n: int) -> list[str]:
+    """`n` copies of the prompt behind different unrelated sentences from the background set,
+    chosen by the prompt's checksum (the same for every replay of the edit). Trained on, they
+    keep an edit working when other text precedes its prompt, as in COUNTERFACT's paraphrases;
+    prefixes from generated text serve ROME the same way."""
+    if n <= 0:
+        return []
+    pool = [p for p in background_prompts() if len(p) < 40]
+    start = zlib.crc32(prompt.encode("utf-8")) % len(pool)
+    out = []
+    for i in range(n):
+        sentence = pool[(start + 7 * i) % len(pool)].rstrip()
+        if sentence[-1:] not in ".?!:":
+            sentence += "."
+        out.append(f"{sentence} {prompt}")
+    return out
 
 
 class ScopeReader:
@@ -126,7 +145,21 @@ class ScopeReader:
             self.router.set_background([p.states for p in bg], torch.stack([p.relation for p in bg]))
 
     def route(self, prompts: Sequence[str]) -> ScopeDecision:
-        items = self.states(prompts)
+        """The router's decision. The few low blocks decide whether an edit fires; only a row
+        where several edits fire pays for the forward up to the relation query that ranks them."""
+        items = self.states(prompts, relation=False)
+        decision = self._decide(items, None)
+        ambiguous = self.router.ambiguous(decision).nonzero().flatten().tolist()
+        if not ambiguous:
+            return decision
+        again = self._decide(self.states([prompts[i] for i in ambiguous]), "relation")
+        rows = torch.tensor(ambiguous)
+        merged = {f: getattr(decision, f).clone() for f in ("expert_index", "probs", "scores", "best_position", "nearest")}
+        for f in merged:
+            merged[f][rows] = getattr(again, f)
+        return ScopeDecision(**merged)
+
+    def _decide(self, items: list[PromptStates], relation) -> ScopeDecision:
         S = max(p.states.shape[0] for p in items)
         d = items[0].states.shape[1]
         states = torch.zeros(len(items), S, d)
@@ -135,7 +168,7 @@ class ScopeReader:
             n = p.states.shape[0]
             states[i, :n] = p.states
             mask[i, :n] = True
-        return self.router.decide(states, mask, torch.stack([p.relation for p in items]))
+        return self.router.decide(states, mask, torch.stack([p.relation for p in items]) if relation else None)
 
     # ------------------------------------------------------------------ fitting
     def subject_of(self, request: "EditRequest") -> str:
@@ -161,7 +194,8 @@ class ScopeReader:
         cfg = self.tuner.config_elder
         self.ensure_background()
         subject = self.subject_of(request)
-        positives_text = [request.prompt, *request.train_paraphrases]
+        positives_text = [request.prompt, *request.train_paraphrases,
+                          *prefixed_copies(request.prompt, cfg.train_prefixes)]
         pos = self.states(positives_text)
         key_pos = self.key_position(pos[0], request.prompt, subject)
         init = self.router.standardise(pos[0].states[key_pos])

@@ -89,6 +89,9 @@ class ElderConfig(PeftConfig):
     scope_key_lr: float = field(default=0.02, metadata={"help": "Learning rate of the router key."})
     scope_swaps: int = field(default=12, metadata={"help": "Subject-swap negatives per edit (most similar names)."})
     scope_earlier: int = field(default=16, metadata={"help": "Earlier edits' prompts used as negatives (most similar)."})
+    train_prefixes: int = field(
+        default=0, metadata={"help": "Copies of the edit prompt behind an unrelated sentence added to each training "
+                                     "batch (up to max_batch), so the edit holds when text precedes it."})
     use_subject: bool = field(
         default=True, metadata={"help": "Key on the edit's given subject; False: on a guessed subject only."})
     # --- deferral ---

@@ -71,6 +71,12 @@ def _scoped_no_negatives() -> ElderConfig:
     return _scoped_router().replace(profile="scoped-router-no-swaps", scope_swaps=0, scope_earlier=0)
 
 
+def _scoped_prefixes() -> ElderConfig:
+    """Lever: each edit also trains on two copies of its prompt behind unrelated sentences
+    (COUNTERFACT dev 0-29: paraphrase accuracy 0.58 -> 0.67 at about 2.8x the training time)."""
+    return _scoped_router().replace(profile="scoped-router+prefixes", train_prefixes=2)
+
+
 def _scoped_no_subject() -> ElderConfig:
     """Ablation: the given subject is ignored; the router keys on a guessed one."""
     return _scoped_router().replace(profile="scoped-router-no-subject", use_subject=False)
@@ -85,6 +91,7 @@ _PROFILES: dict[str, Callable[[], ElderConfig]] = {
     "scoped-router-fixed-keys": _scoped_fixed_keys,
     "scoped-router-no-swaps": _scoped_no_negatives,
     "scoped-router-no-subject": _scoped_no_subject,
+    "scoped-router+prefixes": _scoped_prefixes,
 }
 DEFAULT_PROFILE = "scoped-router"
 

@@ -95,9 +95,10 @@ class ScopeRouter(nn.Module):
     def logits(self, scores: torch.Tensor) -> torch.Tensor:
         return self.temperature * (scores - self.thresholds[None, :].cpu())
 
-    def decide(self, states: torch.Tensor, mask: torch.Tensor, relation: torch.Tensor) -> ScopeDecision:
+    def decide(self, states: torch.Tensor, mask: torch.Tensor, relation: Optional[torch.Tensor] = None) -> ScopeDecision:
         """states (B, S, d) of block `scope_block`, mask (B, S) of real prompt tokens,
-        relation (B, d) the paper's query of each row (its last prompt token, higher up)."""
+        relation (B, d) the paper's query of each row (its last prompt token, higher up), or
+        None: then edits are ranked by their logits alone (see `ambiguous`)."""
         B = states.shape[0]
         scores, positions = self.match(states, mask, self.keys)
         E = scores.shape[1]
@@ -108,14 +109,22 @@ class ScopeRouter(nn.Module):
         # Among edits that fire, the one whose prompt ends most like the query wins (two edits
         # of one subject); a small term, so it never makes an edit fire.
         # (Measured: as a gate the relation would reject ~15% of paraphrases, so it only ranks.)
-        relation = self.relation_unit(relation) @ self.relation_keys.to(relation.device).T
-        rank = logits + 0.5 * relation.cpu()
+        rank = logits
+        if relation is not None:
+            rank = logits + 0.5 * (self.relation_unit(relation) @ self.relation_keys.to(relation.device).T).cpu()
         rank = torch.where(logits > 0, rank, logits - 1e3)
         nearest = rank.argmax(dim=1)
         fire = logits.gather(1, nearest[:, None])[:, 0] > 0
         probs = torch.softmax(torch.cat([logits, torch.zeros(B, 1)], dim=1), dim=1)
         best_pos = positions.gather(1, nearest[:, None])[:, 0]
         return ScopeDecision(torch.where(fire, nearest, torch.full_like(nearest, -1)), probs, scores, best_pos, nearest)
+
+    @staticmethod
+    def ambiguous(decision: ScopeDecision) -> torch.Tensor:
+        """(B,) rows where more than one edit fires: only these need the relation to rank."""
+        if decision.scores.shape[1] == 0:
+            return torch.zeros(decision.scores.shape[0], dtype=torch.bool)
+        return ((decision.probs[:, :-1] > decision.probs[:, -1:]).sum(1)) > 1
 
     # ------------------------------------------------------------------ learning
     def fit_key(self, init: torch.Tensor, positives: list[tuple[torch.Tensor, torch.Tensor]],
