@@ -108,16 +108,20 @@ class ScopeReader:
 
         def keep(module, args, output):
             captured["h"] = output[0] if isinstance(output, tuple) else output
-            if not relation:
-                raise _StopForward
 
         def query(module, args):
             captured["q"] = args[0][:, -1]
+
+        def stop(module, args):
             raise _StopForward
 
         cfg = self.tuner.config_elder
+        # the query is read inside block first-1, which may be the scope block itself
+        last = max(cfg.scope_block, cfg.first_edit_layer - 1) if relation else cfg.scope_block
         handles = [self.blocks[cfg.scope_block].register_forward_hook(keep),
                    self.tuner.query_module.register_forward_pre_hook(query, prepend=True)]
+        if last + 1 < len(self.blocks):
+            handles.append(self.blocks[last + 1].register_forward_pre_hook(stop))
         try:
             with self.tuner.routing.session(None, deferral=False, expert_index=torch.full((len(rows),), -1)):
                 inner_model(self.tuner.model)(input_ids=ids.to(device), attention_mask=mask.to(device),

@@ -384,3 +384,40 @@ def test_history_started_on_an_edited_engine_keeps_those_edits_as_its_base(tmp_p
     again = tiny_editor()
     with EditHistory.open(history.path, again) as reopened:
         assert reopened.head == 0 and same_state(state(again), base) and again.edits[0].prompt == FACTS[5][0]
+
+
+def test_scoped_profile_histories_are_exact_and_keep_subjects(tmp_path):
+    """The default profile's router (keys, thresholds) is part of every stored state: rollback
+    is bit-exact, a revert equals an engine that never had the edit (subjects and locality
+    prompts replayed), and bundles carry the subjects."""
+    subjects = ["france", "hamlet", "sky", "king"]
+    editor = tiny_editor(profile="scoped-router", max_steps=3)
+    history = open_tiny(tmp_path / "s.elderdb", editor, keyframe_budget_s=0.0)
+    states = [state(editor)]
+    for i, subject in enumerate(subjects):
+        run(history.edit(EditRequest(*FACTS[i], subject=subject), locality_prompts=("the team plays for",)))
+        states.append(state(editor))
+    assert [e.subject for e in history.entries()] == subjects
+    assert any(k.startswith("scope.") for k in states[-1])
+    for k in (2, 0, 4):
+        run(history.rollback_to(k))
+        assert same_state(state(editor), states[k])
+    run(history.revert(2))
+    with sqlite3.connect(history.path) as db:
+        rows = {seq: (json.loads(preset), json.loads(settings), rng) for seq, preset, settings, rng in
+                db.execute("SELECT seq, preset, settings, rng_after FROM edits")}
+    reference = tiny_editor(profile="scoped-router", max_steps=3)
+    for seq in (1, 3, 4):
+        preset, settings, rng = rows[seq]
+        reference.apply(EditRequest(*FACTS[seq - 1], preset=preset, settings=settings, subject=subjects[seq - 1],
+                                    locality_prompts=("the team plays for",)))
+        reference.tuner.generator.set_state(torch.frombuffer(bytearray(rng), dtype=torch.uint8))
+    assert same_state(state(editor), state(reference))
+    bundle = tmp_path / "s.elderbundle"
+    history.export_bundle(bundle)
+    history.close()
+    fresh = tiny_editor(profile="scoped-router", max_steps=3)
+    imported = EditHistory.import_bundle(bundle, tmp_path / "copy.elderdb", fresh)
+    assert [e.subject for e in imported.entries()] == subjects
+    assert same_state(state(fresh), state(editor))
+    imported.close()

@@ -60,6 +60,7 @@ def export_bundle(history, path: Path) -> None:
     for r in rows:
         tensors[f"rng_after/{r.seq}"] = torch.frombuffer(bytearray(r.rng_after), dtype=torch.uint8)
         rec = {k: getattr(r, k) for k in _ROW_FIELDS}
+        rec["subject"] = r.subject or ""   # absent from bundles written before schema 2
         rec["created_at"] = r.created_at.isoformat()
         records.append(rec)
     meta = state_meta(editor)
@@ -133,7 +134,8 @@ def import_bundle(cls, bundle_path: Path, db_path: Path, editor, **open_kwargs):
         for rec in info["edits"]:
             rng = tensors[f"rng_after/{rec['seq']}"].numpy().tobytes()
             created = datetime.fromisoformat(rec["created_at"])
-            s.add(EditRow(**{k: rec[k] for k in _ROW_FIELDS}, rng_after=rng, created_at=created))
+            s.add(EditRow(**{k: rec[k] for k in _ROW_FIELDS}, subject=str(rec.get("subject") or ""),
+                          rng_after=rng, created_at=created))
         snap.store_state(s, "base", snap.BASE_KEY, [], info["base_config"], snap.from_tensors(base))
         if chain:  # the bundle's state, kept as a keyframe (with no edits applied it is the base)
             snap.store_state(s, "keyframe", keys[-1], chain, meta["config"], snap.from_tensors(state))
