@@ -93,20 +93,15 @@ def check_settings(names: list[str], settings: dict[str, dict], elder_config) ->
             raise ArgumentError(f"--set {method}.…: {method} is not run here (--method gives {', '.join(names)}); "
                                 f"add it to --method or drop the setting.")
         if method == "elder":
-            known = elder_config.elder_fields()
-            _check_fields(method, elder_config, known, changes)
-            try:
-                elder_config.replace(**changes)
-            except (ValueError, TypeError) as error:
-                raise ArgumentError(f"--set {_joined(method, changes)}: {_sentence(error)}") from None
+            config, known = elder_config, elder_config.elder_fields()
         else:
             config = BASELINES[method].config_cls(**budget_of(elder_config))
             known = config.to_dict()
-            _check_fields(method, config, known, changes)
-            try:
-                config.replace(**changes)
-            except (ValueError, TypeError) as error:
-                raise ArgumentError(f"--set {_joined(method, changes)}: {_sentence(error)}") from None
+        _check_fields(method, config, known, changes)
+        try:
+            config.replace(**changes)
+        except (ValueError, TypeError) as error:
+            raise ArgumentError(f"--set {_joined(method, changes)}: {_sentence(error)}") from None
 
 
 def _sentence(error: BaseException) -> str:

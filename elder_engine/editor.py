@@ -363,8 +363,7 @@ class ElderEditor:
         if not self.edits:
             items = self.scope.states(prompts, relation=False)
             return router.keys.clone(), torch.stack([router.standardise(p.states[-1]) for p in items])
-        decision = self.scope.route(list(prompts))
-        items = self.scope.states(prompts, relation=False)
+        decision, items = self.scope.route_with_states(list(prompts))
         points = [router.standardise(p.states[int(pos)]) for p, pos in zip(items, decision.best_position)]
         return router.keys.clone(), torch.stack(points)
 

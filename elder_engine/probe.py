@@ -129,11 +129,10 @@ def _scoped_probe(editor: "ElderEditor", query: str, target: Optional[str], max_
                            code=(), nearest_edit=None, nearest_prompt=None, hamming=None,
                            epsilon=editor.config.epsilon, fired=False, deferral_enabled=editor.config.deferral,
                            routing="scoped", defer_probability=1.0)
-    decision = editor.scope.route([query])
+    decision, (item,) = editor.scope.route_with_states([query])
     routed = int(decision.expert_index[0]) if editor.config.deferral else int(decision.nearest[0])
     near = int(decision.nearest[0])
     probs = tuple(float(x) for x in decision.probs[0, :-1])
-    item = editor.scope.states([query], relation=False)[0]
     pos = int(decision.best_position[0])
     token = None
     if 0 <= pos < len(item.offsets):

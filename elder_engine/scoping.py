@@ -151,17 +151,21 @@ class ScopeReader:
     def route(self, prompts: Sequence[str]) -> ScopeDecision:
         """The router's decision. The few low blocks decide whether an edit fires; only a row
         where several edits fire pays for the forward up to the relation query that ranks them."""
+        return self.route_with_states(prompts)[0]
+
+    def route_with_states(self, prompts: Sequence[str]) -> tuple[ScopeDecision, list[PromptStates]]:
+        """`route`, and the low-block states it read (for views that show the matched token)."""
         items = self.states(prompts, relation=False)
         decision = self._decide(items, None)
         ambiguous = self.router.ambiguous(decision).nonzero().flatten().tolist()
         if not ambiguous:
-            return decision
+            return decision, items
         again = self._decide(self.states([prompts[i] for i in ambiguous]), "relation")
         rows = torch.tensor(ambiguous)
         merged = {f: getattr(decision, f).clone() for f in ("expert_index", "probs", "scores", "best_position", "nearest")}
         for f in merged:
             merged[f][rows] = getattr(again, f)
-        return ScopeDecision(**merged)
+        return ScopeDecision(**merged), items
 
     def _decide(self, items: list[PromptStates], relation) -> ScopeDecision:
         S = max(p.states.shape[0] for p in items)
@@ -232,16 +236,14 @@ class ScopeReader:
         return out
 
     def _nearest_names(self, init: torch.Tensor, earlier: Sequence) -> list[str]:
-        """Entity names and earlier edits' subjects, most similar to the new key first."""
+        """Names to swap in: the 8 latest earlier edits' subjects (the edits most likely to
+        collide with this one), then the shipped entities, most similar to the new key first."""
         if self._entity_cache is None:
             names = list(entities())
             items = self.states([f"This is about {n}" for n in names], relation=False)
             keys = torch.stack([self.router.standardise(p.states[-1]) for p in items])
             self._entity_cache = (names, keys)
         names, keys = self._entity_cache
-        extra = [e.subject for e in earlier if getattr(e, "subject", "")]
-        all_names = names + [n for n in dict.fromkeys(extra) if n not in names]
-        sims = keys @ init
-        ranked = [names[i] for i in sims.argsort(descending=True).tolist()]
-        # earlier subjects come first: the edits most likely to collide with this one
-        return list(dict.fromkeys([n for n in all_names[len(names):]][-8:] + ranked))
+        latest = [n for n in dict.fromkeys(e.subject for e in earlier if e.subject) if n not in names][-8:]
+        ranked = [names[i] for i in (keys @ init).argsort(descending=True).tolist()]
+        return latest + ranked

@@ -99,6 +99,24 @@ def make_window(tmp: Path, *, load: bool = True):
     return window
 
 
+def skip_without_default_model() -> None:
+    """Skip the calling test when the embedded default model is not installed."""
+    import pytest
+    from elder_engine import ModelLoadError, default_model_path
+    try:
+        default_model_path()
+    except ModelLoadError as error:
+        pytest.skip(str(error))
+
+
+def workbench(tmp_path_factory, name: str):
+    """A module-scoped main window on the default model (a generator for a pytest fixture)."""
+    skip_without_default_model()
+    window = make_window(tmp_path_factory.mktemp(name))
+    yield window
+    close_window(window)
+
+
 def close_window(window) -> None:
     window._force_close = True
     window.close()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from app_support import close_window, idle, make_window, probe, wait_signal
+from app_support import idle, probe, wait_signal, workbench
 
 pytestmark = pytest.mark.real_model
 
@@ -23,14 +23,7 @@ MIXED = "La capitale de la France — столица Франции — 法国�
 
 @pytest.fixture(scope="module")
 def wb(qapp, tmp_path_factory):
-    from elder_engine import ModelLoadError, default_model_path
-    try:
-        default_model_path()
-    except ModelLoadError as error:
-        pytest.skip(str(error))
-    window = make_window(tmp_path_factory.mktemp("workbench-bad-inputs"))
-    yield window
-    close_window(window)
+    yield from workbench(tmp_path_factory, "workbench-bad-inputs")
 
 
 @pytest.fixture(scope="module")

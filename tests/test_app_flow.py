@@ -5,7 +5,8 @@ and a screenshot of every panel. The tests share one window and run in file orde
 import pytest
 
 from app_support import (
-    ARTIFACTS, StallMeter, apply_edit, close_window, idle, make_window, probe, save_screenshot, wait_signal, wait_until,
+    ARTIFACTS, StallMeter, apply_edit, idle, probe, save_screenshot, wait_signal, wait_until,
+    workbench,
 )
 
 pytestmark = pytest.mark.real_model
@@ -18,14 +19,7 @@ UNRELATED = ("Who wrote the play Hamlet?", "The Eiffel Tower is located in", "Th
 
 @pytest.fixture(scope="module")
 def wb(qapp, tmp_path_factory):
-    from elder_engine import ModelLoadError, default_model_path
-    try:
-        default_model_path()
-    except ModelLoadError as error:
-        pytest.skip(str(error))
-    window = make_window(tmp_path_factory.mktemp("workbench"))
-    yield window
-    close_window(window)
+    yield from workbench(tmp_path_factory, "workbench")
 
 
 def _edited(window) -> str:
