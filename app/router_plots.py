@@ -164,7 +164,7 @@ def draw_similarity_gauge(ax, similarity: Optional[float], threshold: float, fir
     ax.barh([0], [1.0], height=0.55, color="#eef1f5", zorder=1)
     ax.axvspan(threshold, 1.0, ymin=0.05, ymax=0.95, color=style.FIRED_BG, zorder=0)
     ax.axvspan(0.0, threshold, ymin=0.05, ymax=0.95, color=style.DEFERRED_BG, zorder=0)
-    ax.text((1 + threshold) / 2, 1.25, "fires: the edit's experts", ha="center", fontsize=8, color=style.FIRED)
+    ax.text((1 + threshold) / 2, 1.25, "fires", ha="center", fontsize=8, color=style.FIRED)
     ax.text(threshold / 2, 1.25, "defers", ha="center", fontsize=8, color=style.DEFERRED)
     if similarity is not None:
         ax.barh([0], [similarity], height=0.55, color=color, zorder=2)
@@ -187,7 +187,7 @@ def keyed_columns(n: int, focus: Optional[int], width: int = 12) -> list[int]:
 
 
 def scoped_rows(probs: Sequence[float], defer: float, prompts: Sequence[str], fired: Optional[int],
-                top: int = 5, width: int = 38) -> list[tuple[str, float, str]]:
+                top: int = 5, width: int = 30) -> list[tuple[str, float, str]]:
     """The scoped router's distribution as bar rows (label, probability, kind): the `top` most
     probable edits by their prompt, the rest grouped, and the defer mass. kind is 'fired',
     'edit', 'rest' or 'defer'."""

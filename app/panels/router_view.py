@@ -29,6 +29,9 @@ class RouterView(PlotWidget):
         self.edit_code = CodeGrid(self.figure.add_subplot(grid[0, 2]), "nearest edit", style.EDIT)
         for grid_view in (self.query_code, self.edit_code):
             grid_view.placeholder("no probe yet")
+        # the scoped view needs room for edit names on the left and spreads its gauge over both
+        # code columns; the other views use the grid's own places
+        self._grid_places = {ax: ax.get_position() for ax in (self.bars.ax, self.query_code.ax)}
         self.caption = self.figure.text(0.07, 0.975, "Probe a query to see how the routers treat it.",
                                         fontsize=9, color=style.TEXT, va="top", fontweight="bold")
 
@@ -50,6 +53,8 @@ class RouterView(PlotWidget):
         r = view.result
         routing = getattr(r, "routing", "router")
         self.edit_code.ax.set_visible(routing != "scoped")
+        for ax, place in self._grid_places.items():
+            ax.set_position(place)
         if routing == "scoped":
             self._draw_scoped(r, list(getattr(view, "edit_prompts", ()) or self.edit_prompts))
         elif routing == "keyed":
@@ -87,12 +92,15 @@ class RouterView(PlotWidget):
         routed = r.top_k[0][0] if r.top_k and r.top_k[0] else None
         defer = r.defer_probability if r.defer_probability is not None else 1.0
         draw_scoped_distribution(self.bars.ax, scoped_rows(probs, defer, prompts, routed))
-        self.bars.ax.set_title("Scoped router: probability of each edit and of deferring", loc="left",
+        self.bars.ax.set_title("P(edit) and P(defer)", loc="left",
                                fontsize=8.5, fontweight="normal", color=style.TEXT_DIM)
-        gauge = self.query_code.ax
+        bars, gauge = self.bars.ax, self.query_code.ax
+        b, h = bars.get_position().y0, bars.get_position().height
+        bars.set_position([0.31, b, 0.34, h])
+        gauge.set_position([0.72, b, 0.265, h])
         draw_similarity_gauge(gauge, r.similarity, r.scope_threshold or 0.0, r.fired,
-                              xlabel="subject match to the nearest edit")
-        gauge.set_title("calibrated threshold", fontsize=8.5)
+                              xlabel="subject match, nearest edit")
+        gauge.set_title("calibrated threshold", fontsize=8.5, loc="right")
 
     def _draw_keyed(self, r, labels) -> None:
         """Keyed routing: one similarity decides for all layers; each edit has its own experts."""
@@ -126,8 +134,9 @@ class RouterView(PlotWidget):
                 return f"Fired: deferral is off, so the nearest edit's experts apply{token}."
             relation = "≥" if r.fired else "<"
             verdict = "fired: that edit's experts applied" if r.fired else "deferred to the original model"
-            return (f"Subject match {r.similarity:.2f}{token} {relation} edit #{r.nearest_edit + 1}'s threshold "
-                    f"{r.scope_threshold:.2f}  →  {verdict}")
+            verdict = "fired" if r.fired else "deferred"
+            return (f"Subject match {r.similarity:.2f}{token} {relation} threshold {r.scope_threshold:.2f} "
+                    f"of edit #{r.nearest_edit + 1}  →  {verdict}")
         if getattr(r, "routing", "router") == "keyed":
             if r.similarity is None:
                 return "Deferred: there are no edits yet, so the original model answers."
