@@ -35,7 +35,8 @@ class MethodRun:
         """The comparison table's row; the same key names as a single-method eval summary."""
         out = {k: getattr(self.result, k) for k in (*METRICS, "seconds_per_edit")}
         out.update(extra_parameters=self.extra_parameters, state_bytes=self.state_bytes, edits=self.result.edits,
-                   steps_per_edit_median=median(self.result.edit_steps) if self.result.edit_steps else None)
+                   steps_per_edit_median=median(self.result.edit_steps) if self.result.edit_steps else None,
+                   skipped=len(self.result.skipped))
         return out
 
     def curve_rows(self) -> list[dict]:

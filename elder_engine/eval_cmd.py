@@ -77,6 +77,9 @@ def run_eval(args) -> int:
             if "run" in event.detail:
                 bar.close()
     runs = event.detail["runs"]
+    for name, run in runs.items():
+        for index, reason in run.result.skipped:
+            print(f"{name}: skipped record {index}: {reason}", file=sys.stderr)
     meta = {
         "threads": torch.get_num_threads(),
         **model_info,

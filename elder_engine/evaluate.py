@@ -14,6 +14,7 @@ from typing import Iterator, Optional, Sequence
 
 from .data import EditRecord
 from .editor import EditRequest
+from .errors import EditRequestError
 from .events import CancelToken, EditFinished, Progress
 from .metrics import exact_match, locality, mean, token_accuracy
 
@@ -32,11 +33,17 @@ class EvalResult:
     edit_steps: list[int] = field(default_factory=list)  # iterations per edit: a load-free speed figure
     items: list[dict] = field(default_factory=list)   # raw outputs per record
     cancelled: bool = False
+    # Records the method refused as bad input (e.g. a target over its token limit): (index, reason).
+    # They are neither applied nor measured; a run does not stop for them.
+    skipped: list[tuple[int, str]] = field(default_factory=list)
 
     def summary(self) -> dict:
         keys = ("edits", "reliability", "generalization", "locality", "reliability_em",
                 "generalization_em", "locality_em", "seconds_per_edit")
-        return {k: getattr(self, k) for k in keys}
+        out = {k: getattr(self, k) for k in keys}
+        if self.skipped:
+            out["skipped"] = len(self.skipped)
+        return out
 
 
 def measure(method, records: Sequence[EditRecord]) -> EvalResult:
@@ -86,29 +93,39 @@ def lifelong_eval(
     total = len(records)
     seconds: list[float] = []
     steps: list[int] = []
+    applied: list[EditRecord] = []
+    skipped: list[tuple[int, str]] = []
     at: dict[int, EvalResult] = {}
     wanted = sorted({c for c in checkpoints if 0 < c < total})
+    done = 0
     for n, record in enumerate(records, 1):
         if cancel is not None and cancel.cancelled:
             break
         t0 = time.perf_counter()
         request = EditRequest(record.prompt, record.target, record.train_paraphrases, subject=record.subject)
-        for event in method.edit(request):
-            if isinstance(event, EditFinished):
-                steps.append(event.edit.steps)
-        seconds.append(time.perf_counter() - t0)
-        yield Progress(n, total, f"edit {n}/{total}", {"seconds": seconds[-1]})
-        if n in wanted:
+        try:
+            for event in method.edit(request):
+                if isinstance(event, EditFinished):
+                    steps.append(event.edit.steps)
+        except EditRequestError as error:  # one bad record must not end a long run
+            skipped.append((record.source_index, str(error)))
+            yield Progress(n, total, f"skipped record {record.source_index}: {error}", {"skipped": True})
+        else:
+            seconds.append(time.perf_counter() - t0)
+            applied.append(record)
+            yield Progress(n, total, f"edit {n}/{total}", {"seconds": seconds[-1]})
+        done = n
+        if n in wanted and applied:
             yield Progress(n, total, f"measuring after {n} edits")
-            at[n] = measure(method, records[:n])
+            at[n] = measure(method, applied)
             at[n].seconds_per_edit = mean(seconds)
-    done = len(seconds)
     cancelled = done < total
     yield Progress(done, total, "measuring")
-    result = measure(method, records[:done]) if done else EvalResult(0, *([float("nan")] * 7))
+    result = measure(method, applied) if applied else EvalResult(0, *([float("nan")] * 7))
     result.seconds_per_edit = mean(seconds)
     result.edit_seconds = seconds
     result.edit_steps = steps
     result.cancelled = cancelled
-    curve = {**at, done: result} if done else dict(at)
+    result.skipped = skipped
+    curve = {**at, done: result} if applied else dict(at)
     yield Progress(done, total, "done", {"result": result, "checkpoints": at, "curve": curve})

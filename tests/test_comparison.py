@@ -111,3 +111,26 @@ def test_bench_methods_and_scaling(default_model, default_model_cache_dir, monke
     assert [row["edits"] for row in out["scaling"]] == [2, 3]
     assert all(row["timed_edits"] == 1 and row["state_file_bytes"] > 0 for row in out["scaling"])
     assert out["filler_settings"] == {"max_steps": 1}
+
+
+def test_a_record_the_method_refuses_is_skipped_and_reported_not_fatal():
+    """A record with a target over the engine's token limit (the hallucination set has one of
+    98 tokens) used to end the whole run; it is now skipped, named, and left out of every metric."""
+    from history_helpers import tiny_editor
+
+    from elder_engine.data import EditRecord
+    from elder_engine.evaluate import lifelong_eval
+
+    editor = tiny_editor(profile="keyed-experts", max_steps=2)
+    long_target = " ".join(["quux"] * 80)
+    records = [EditRecord("the capital of france is", "london", source_index=0),
+               EditRecord("the king was born in", long_target, source_index=1),
+               EditRecord("who wrote hamlet ?", "paris", source_index=2)]
+    events = list(lifelong_eval(editor, records))
+    result = events[-1].detail["result"]
+    assert [i for i, _ in result.skipped] == [1]
+    assert "tokens long" in result.skipped[0][1]
+    assert result.edits == 2 and len(editor.edits) == 2
+    assert [item["index"] for item in result.items] == [0, 2]
+    assert result.summary()["skipped"] == 1 and not result.cancelled
+    assert any("skipped record 1" in e.message for e in events)
