@@ -6,7 +6,8 @@ from elder_engine.editor import EditRequest, ElderEditor
 from elder_engine.elder import get_profile
 from elder_engine.elder.keyed import KeyIndex
 from elder_engine.events import CancelToken, EditCancelled, EditStep
-from elder_engine.tokens import encode
+from elder_engine.tokens import encode, key_ids
+from elder_engine.training import full_target_logits
 
 from tiny import tiny_loaded
 
@@ -88,7 +89,62 @@ def test_key_scope_gates_the_paper_router():
     assert editor.probe("what colour is the sky ?").fired
 
 
-def test_own_experts_ablation_fires_for_everything():
+def _expected_owner(index: KeyIndex, token_ids) -> tuple[int, float]:
+    """The owner of the most similar key, computed here key by key (TF-IDF cosine of the
+    index's own weighting; the later key wins a tie), not by `KeyIndex.nearest` or the router."""
+    q = index._vector(token_ids)
+    best, best_sim = -1, -1.0
+    for key, owner in zip(index.keys, index.owners):
+        k = index._vector(key)
+        sim = sum(v * k.get(t, 0.0) for t, v in q.items())
+        if sim >= best_sim - 1e-12:
+            best, best_sim = owner, sim
+    return best, best_sim
+
+
+def test_threshold_zero_routes_every_prompt_to_the_nearest_edits_experts():
+    """own-experts (keyed routing, scope_threshold 0.0): each edit's prompt uses its own expert
+    and gives its target; an unrelated prompt is not deferred but uses the expert of the most
+    similar key, exactly as if that expert were forced, which changes the base model's output."""
     editor = make("own-experts")
-    editor.apply(EditRequest("the capital of france is", "london"))
-    assert editor.probe("what colour is the sky ?").fired
+    assert editor.config.scope_threshold == 0.0 and editor.config.deferral
+    edits = [("the capital of france is", "london"), ("who wrote hamlet ?", "paris")]
+    for prompt, target in edits:
+        editor.apply(EditRequest(prompt, target))
+    owners = [e.preset[0][0] for e in editor.edits]  # the expert each edit trained, in every layer
+    assert owners == [0, 1] and all(e.preset == ((o,),) * 2 for e, o in zip(editor.edits, owners))
+    assert sorted(set(editor.tuner.key_index.owners)) == owners
+    L = len(editor.tuner.elder_layers)
+    tol = dict(rtol=1e-5, atol=1e-5)
+
+    def forced(prompts, targets, expert):
+        batch = encode(editor.tokenizer, prompts, targets).to(editor.device)
+        index = torch.full((len(prompts),), expert, dtype=torch.long)
+        return full_target_logits(editor.tuner, batch, deferral=True, expert_index=index)
+
+    for i, ((prompt, target), owner) in enumerate(zip(edits, owners)):
+        assert editor.expert_index([prompt]).tolist() == [owner]
+        hit = editor.probe(prompt, target)
+        assert hit.fired and hit.nearest_edit == i and hit.top_k == ((owner,),) * L
+        assert hit.edited_output.startswith(target) and not hit.original_output.startswith(target)
+        routed, _ = editor.target_logits([prompt], [target])
+        torch.testing.assert_close(routed, forced([prompt], [target], owner), **tol)
+
+    # Unrelated prompts, below keyed-experts' 0.35 threshold (deferred there): one nearest to
+    # each edit, and one sharing no token with any key (similarity 0, the newest edit wins).
+    unrelated = ["what colour is the sky ?", "who was born in 1990 ?", "red green blue"]
+    index = editor.tuner.key_index
+    expected = [_expected_owner(index, key_ids(editor.tokenizer, q)) for q in unrelated]
+    assert [o for o, _ in expected] == [0, 1, 1] and all(s < 0.35 for _, s in expected)
+    assert expected[2][1] == 0.0
+    assert editor.expert_index(unrelated).tolist() == [o for o, _ in expected]
+    for q, (owner, sim) in zip(unrelated, expected):
+        miss = editor.probe(q, "london")
+        assert miss.fired and miss.nearest_edit == owner and miss.top_k == ((owner,),) * L
+        assert abs(miss.similarity - sim) < 1e-9
+        routed, _ = editor.target_logits([q], ["london"])
+        base, _ = editor.target_logits([q], ["london"], original=True)
+        torch.testing.assert_close(routed, forced([q], ["london"], owner), **tol)
+        other = forced([q], ["london"], 1 - owner)
+        assert (routed - base).abs().max() > 1e-2, "the routed expert left the base logits unchanged"
+        assert (routed - other).abs().max() > 1e-2, "the other edit's expert gives the same logits"
