@@ -32,8 +32,11 @@ def reference_state(history: EditHistory, chain: list[int], profile: str = "pape
     """The definition of the state of `chain`: a fresh engine, then each edit trained with its
     own preset and settings, the engine RNG set as after the edit's first application."""
     import sqlite3
+    from contextlib import closing
 
-    with sqlite3.connect(history.path) as db:
+    # closing(): `with sqlite3.connect()` alone only commits; the connection stays open until
+    # the garbage collector finds it, and the crash tests must not fork with one open.
+    with closing(sqlite3.connect(history.path)) as db:
         rows = {seq: (prompt, target, json.loads(tp), json.loads(preset), json.loads(settings), rng)
                 for seq, prompt, target, tp, preset, settings, rng in db.execute(
                     "SELECT seq, prompt, target, train_paraphrases, preset, settings, rng_after FROM edits")}

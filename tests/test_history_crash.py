@@ -50,7 +50,31 @@ def child(conn, mode: str, db: str) -> None:
         conn.send("committed")
 
 
+def no_open_handles(db: Path) -> None:
+    """The test process must hold no SQLite connection to the history when it forks. A forked
+    child inherits SQLite's per-process lock bookkeeping: seeing the parent's connection there,
+    it believes it already holds the file's locks and takes none. When the parent's connection
+    is then closed (a garbage collection may do it at any moment), the parent finds no other
+    process holding the file, checkpoints and deletes the -wal file, and every commit the child
+    makes afterwards goes to the deleted file: acknowledged, then lost at the kill."""
+    fd_dir = Path("/proc/self/fd")
+    if not fd_dir.is_dir():
+        return  # no /proc (macOS, Windows): nothing to check with
+    real = os.path.realpath(db)
+    names = {real, f"{real}-wal", f"{real}-shm", f"{real}-journal"}
+    held = []
+    for fd in fd_dir.iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target in names:
+            held.append(target)
+    assert not held, f"the test process still has the history open before forking: {held}"
+
+
 def start(mode: str, db: Path):
+    no_open_handles(db)
     ctx = multiprocessing.get_context("fork")
     ours, theirs = ctx.Pipe()
     proc = ctx.Process(target=child, args=(theirs, mode, str(db)), daemon=True)
@@ -73,7 +97,7 @@ def kill(proc) -> None:
 
 def check(db: Path) -> int:
     """Integrity, reopen, and the head state equals the committed edits trained from scratch."""
-    with sqlite3.connect(db) as conn:
+    with closing(sqlite3.connect(db)) as conn:  # closed now, not when collected (see no_open_handles)
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
     editor = tiny_editor()
     with open_tiny(db, editor) as history:
@@ -185,6 +209,7 @@ def test_kill_mid_rollback_revert_and_import(four, tmp_path):
         else:
             shutil.copy(d / "h.elderdb", db)
             source = arg
+        no_open_handles(db)
         ours, theirs = ctx.Pipe()
         proc = ctx.Process(target=op_child, args=(theirs, op, str(db), source), daemon=True)
         proc.start()
