@@ -24,6 +24,22 @@ from .cli import emit, open_model
 from .progressbar import ProgressBar
 
 FILLER_SETTINGS = {"max_steps": 1}
+ROUTING_REPEATS = 5
+
+
+def _routing_ms(editor, prompts: list[str]) -> float:
+    """Median milliseconds of one query's routing decision (the router's own forward and its
+    match against every stored edit), one prompt at a time as the app asks."""
+    import torch
+
+    times = []
+    with torch.no_grad():
+        for _ in range(ROUTING_REPEATS):
+            for p in prompts:
+                t0 = time.perf_counter()
+                editor.expert_index([p])
+                times.append(time.perf_counter() - t0)
+    return 1000 * statistics.median(times)
 
 
 def _requests(records, total: int):
@@ -67,6 +83,7 @@ def run_scaling(args) -> int:
                 path = Path(folder) / "state.safetensors"
                 editor.save(path)
                 file_bytes = os.path.getsize(path)
+            routing_ms = _routing_ms(editor, probe_prompts)
             t0 = time.perf_counter()
             for p in probe_prompts:
                 editor.generate([p], args.tokens, fixed_length=True)
@@ -78,15 +95,20 @@ def run_scaling(args) -> int:
                 "state_file_bytes": file_bytes,
                 "extra_parameters": int(editor.extra_parameters()),
                 "inference_seconds_per_prompt": (time.perf_counter() - t0) / len(probe_prompts),
+                "routing_ms_per_query": routing_ms,
             })
             window_seconds = []
     bar.close()
-    print(f"{'edits':>6} {'s/edit':>8} {'state bytes':>12} {'file bytes':>12} {'s/prompt':>9}", file=sys.stderr)
+    print(f"{'edits':>6} {'s/edit':>8} {'state bytes':>12} {'file bytes':>12} {'s/prompt':>9} {'route ms':>9}",
+          file=sys.stderr)
     for row in rows:
         print(f"{row['edits']:>6} {row['seconds_per_edit_median']:8.2f} {row['state_bytes']:12,} "
-              f"{row['state_file_bytes']:12,} {row['inference_seconds_per_prompt']:9.3f}", file=sys.stderr)
+              f"{row['state_file_bytes']:12,} {row['inference_seconds_per_prompt']:9.3f} "
+              f"{row['routing_ms_per_query']:9.2f}", file=sys.stderr)
     emit({
         "scaling": rows,
+        # what the stored edits add to a query's routing decision, beyond the first count's
+        "routing_ms_added": rows[-1]["routing_ms_per_query"] - rows[0]["routing_ms_per_query"] if rows else None,
         "window": args.window,
         "filler_settings": FILLER_SETTINGS,
         "records_in_data": len(data.records),

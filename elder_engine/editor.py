@@ -30,7 +30,8 @@ MAX_TARGET_TOKENS = 64
 
 
 # Settings one edit may change; the layer layout (L, N, r, k) is fixed for an engine's life.
-TRAINING_SETTINGS = ("guide_lambda", "learning_rate", "max_steps", "early_stop_loss", "max_batch", "train_prefixes")
+TRAINING_SETTINGS = ("guide_lambda", "learning_rate", "max_steps", "early_stop_loss", "max_batch", "train_prefixes",
+                     "min_steps")
 # Settings that act at inference only (the deferral check); changing them retrains nothing.
 INFERENCE_SETTINGS = ("deferral", "epsilon", "scope_threshold")
 
@@ -209,7 +210,7 @@ class ElderEditor:
                 curve.append(ce.item())
                 yield EditStep(step, cfg.max_steps, loss.item(), curve[-1], guide.item(),
                                tuple(tuple(float(x) for x in row) for row in weights))
-                if cfg.early_stop_loss is not None and curve[-1] < cfg.early_stop_loss:
+                if cfg.early_stop_loss is not None and curve[-1] < cfg.early_stop_loss and step > cfg.min_steps:
                     early = True
                     break
                 optimizer.zero_grad(set_to_none=True)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Optional, Sequence
 import torch
 
 from .elder.model import find_blocks
-from .elder.negatives import background_prompts, entities, guess_subject, swap_subject
+from .elder.negatives import background_prompts, entities, guess_subject, near_miss_subjects, swap_subject
 from .elder.scope import ScopeDecision, subject_span
 from .training import _StopForward, inner_model
 
@@ -211,7 +211,8 @@ class ScopeReader:
         negatives_text = self._negative_prompts(request, subject, init, earlier)
         neg = self.states(negatives_text, relation=False) + self.background()
         as_items = lambda xs: [(p.states, torch.ones(p.states.shape[0], dtype=torch.bool)) for p in xs]
-        key = self.router.fit_key(init, as_items(pos), as_items(neg), cfg.scope_key_steps, cfg.scope_key_lr)
+        near = self.states(self._near_misses(request, subject, init, earlier), relation=False)
+        key = self.router.fit_key(init, as_items(pos), as_items(neg + near), cfg.scope_key_steps, cfg.scope_key_lr)
         theta = self.router.calibrate(key, as_items(pos), as_items(neg), cfg.scope_floor)
         return key, theta, relation
 
@@ -234,6 +235,15 @@ class ScopeReader:
                 out += [earlier[others[j]].prompt for j in order
                         if not subject_span(earlier[others[j]].prompt, subject)]
         return out
+
+    def _near_misses(self, request, subject: str, init: torch.Tensor, earlier: Sequence) -> list[str]:
+        cfg = self.tuner.config_elder
+        span = subject_span(request.prompt, subject)
+        if span is None or cfg.scope_near_misses <= 0:
+            return []
+        names = self._nearest_names(init, earlier)
+        return [swap_subject(request.prompt, span, n)
+                for n in near_miss_subjects(request.prompt[span[0]:span[1]], names, cfg.scope_near_misses)]
 
     def _nearest_names(self, init: torch.Tensor, earlier: Sequence) -> list[str]:
         """Names to swap in: the 8 latest earlier edits' subjects (the edits most likely to

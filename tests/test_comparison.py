@@ -110,6 +110,9 @@ def test_bench_methods_and_scaling(default_model, default_model_cache_dir, monke
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert [row["edits"] for row in out["scaling"]] == [2, 3]
     assert all(row["timed_edits"] == 1 and row["state_file_bytes"] > 0 for row in out["scaling"])
+    assert all(row["routing_ms_per_query"] > 0 for row in out["scaling"])
+    assert out["routing_ms_added"] == pytest.approx(
+        out["scaling"][-1]["routing_ms_per_query"] - out["scaling"][0]["routing_ms_per_query"], rel=1e-9, abs=1e-12)
     assert out["filler_settings"] == {"max_steps": 1}
 
 

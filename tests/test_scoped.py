@@ -225,3 +225,31 @@ def test_teacher_forced_routing_reads_the_prompt_only():
     edited, _ = editor.target_logits(["what colour is the sky ?"], ["france france"])
     original, _ = editor.target_logits(["what colour is the sky ?"], ["france france"], original=True)
     assert torch.equal(edited, original)
+
+
+def test_min_steps_keeps_an_edit_training_past_its_early_stop():
+    """min_steps: with an early stop the first iteration already meets, an edit still makes
+    `min_steps` updates (iterations = min_steps + 1: the last one only sees the loss)."""
+    for min_steps, iterations in ((0, 1), (3, 4)):
+        editor = make(early_stop_loss=1e9, min_steps=min_steps)
+        applied = editor.apply(EditRequest("the capital of france is", "london", subject="france"))
+        assert applied.steps == iterations and len(applied.loss_curve) == iterations
+        assert applied.settings["min_steps"] == min_steps
+    editor = make(early_stop_loss=1e9, min_steps=6, max_steps=3)   # max_steps still caps it
+    assert editor.apply(EditRequest("the capital of france is", "london")).steps == 3
+    with pytest.raises(ValueError, match="min_steps"):
+        get_profile("scoped-router", min_steps=-1)
+
+
+def test_near_miss_subjects_differ_from_the_subject_in_exactly_one_word():
+    from elder_engine.elder.negatives import near_miss_subjects
+
+    names = ["Nissan Laurel", "Toyota Camry", "Paris", "Real Madrid"]
+    out = near_miss_subjects("Ferrari F40", names, 4)
+    assert len(out) == 4 and len(set(out)) == 4
+    for variant in out:
+        a, b = "Ferrari F40".split(), variant.split()
+        assert len(a) == len(b) and sum(x != y for x, y in zip(a, b)) == 1
+    assert near_miss_subjects("France", names, 4) == []           # one word: nothing to vary
+    assert near_miss_subjects("Bank of England", names, 2) == ["Bank of Laurel", "Nissan of England"]
+    assert near_miss_subjects("Ferrari F40", names, 0) == []

@@ -59,6 +59,11 @@ class ElderConfig(PeftConfig):
     early_stop_loss: Optional[float] = field(
         default=None, metadata={"help": "Stop an edit once its target cross-entropy is below this (None: never)."}
     )
+    min_steps: int = field(
+        default=0, metadata={"help": "Updates an edit makes at least before early_stop_loss may end it. Past the "
+                                     "fit of the training prompt the expert keeps growing, and that is what carries "
+                                     "the new target to reworded prompts (0: stop as soon as the loss allows; "
+                                     "max_steps still caps it)."})
     max_batch: int = field(default=4, metadata={"help": "Prompt plus training paraphrases per step, at most."})
     # --- routing ---
     routing: str = field(
@@ -88,6 +93,8 @@ class ElderConfig(PeftConfig):
                                                                  "subject state as it is)."})
     scope_key_lr: float = field(default=0.02, metadata={"help": "Learning rate of the router key."})
     scope_swaps: int = field(default=12, metadata={"help": "Subject-swap negatives per edit (most similar names)."})
+    scope_near_misses: int = field(default=0, metadata={"help": "Near-miss negatives per edit: the subject with one "
+                                                                   "word replaced by a word of another name."})
     scope_earlier: int = field(default=16, metadata={"help": "Earlier edits' prompts used as negatives (most similar)."})
     train_prefixes: int = field(
         default=0, metadata={"help": "Copies of the edit prompt behind an unrelated sentence added to each training "
@@ -115,6 +122,8 @@ class ElderConfig(PeftConfig):
         for name in ("num_edit_layers", "num_experts", "rank", "max_steps", "max_batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if self.min_steps < 0:
+            raise ValueError(f"min_steps must not be negative, got {self.min_steps}")
         if self.routing not in ("router", "keyed", "scoped"):
             raise ValueError(f"routing must be 'router', 'keyed' or 'scoped', got {self.routing!r}")
         if self.scope_temperature <= 0:

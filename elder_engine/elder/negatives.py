@@ -3,6 +3,8 @@
 The scoped router learns each edit's key against these (see `scope.py`):
 - subject swaps: the edit's prompt with its subject replaced by other names (the most similar
   of a shipped entity list and of earlier edits' subjects, by the router's own key space);
+- near misses: the subject with one of its words replaced by a word of another name ("Ferrari
+  F40" -> "Ferrari Laurel", "Nissan F40"), so that a key needs the whole name, not one word of it;
 - earlier edits' prompts about other subjects;
 - a shipped background set of ordinary prompts;
 - the locality prompts the user gave with the edit.
@@ -43,6 +45,30 @@ def swap_subject(prompt: str, span: tuple[int, int], other: str) -> str:
     if not before.strip() and other[:1].islower():
         other = other[:1].upper() + other[1:]  # the subject opened the sentence
     return before + other + after
+
+
+def near_miss_subjects(subject: str, names, limit: int) -> list[str]:
+    """Up to `limit` names that share all but one word with a multi-word `subject`: each word
+    in turn (last word first: it carries most of the name) replaced by the word at the same end
+    of another name from `names` (most similar first). A one-word subject has none."""
+    words = subject.split()
+    slots = [i for i, w in enumerate(words) if w.lower() not in _CONNECTORS]
+    if len(slots) < 2 or limit <= 0:
+        return []
+    lowered = {w.lower() for w in words}
+    out: list[str] = []
+    donors = [n.split() for n in names if n.split()]
+    for donor in donors:
+        for i in reversed(slots):
+            word = donor[-1] if i == slots[-1] else donor[0]
+            if word.lower() in lowered or word.lower() in _CONNECTORS:
+                continue
+            variant = " ".join(words[:i] + [word] + words[i + 1:])
+            if variant not in out:
+                out.append(variant)
+            if len(out) >= limit:
+                return out
+    return out
 
 
 _CONNECTORS = {"of", "the", "de", "da", "van", "von", "der", "la", "le", "du", "and", "&"}
