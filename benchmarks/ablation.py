@@ -1,10 +1,15 @@
 """Ablation of the ELDER profiles: the paper's method, each lever alone, the final profile.
 
-Runs each profile over the same sequence of ZsRE edits (evaluation records, never the ones the
-settings were tuned on), measures the six metrics after 100 and after 300 edits, and writes a
-Markdown table plus the raw JSON. One process per profile, run one after another.
+A thin call of `python -m elder_engine sweep` (Ray; resumable): each profile runs over the same
+sequence of ZsRE edits (evaluation records, never the ones the settings were tuned on, hence
+--allow-eval), measured after each checkpoint and after all edits; prints the README's Markdown
+table (s/edit: the median over the edits made so far; state: the edited state's size).
 
-    .venv/bin/python benchmarks/ablation.py --edits 300 --checkpoints 100 --out runs/ablation
+    .venv/bin/python benchmarks/ablation.py --edits 300 --checkpoints 30,100 --out runs/ablation
+
+The same as `python -m elder_engine sweep --data ../shared/data/zsre_dev.json --profile
+paper,paper+key-scope,own-experts,keyed-experts --window 300 --checkpoints 30,100 --allow-eval
+--out runs/ablation/sweep.jsonl --report runs/ablation/report.html`.
 """
 
 from __future__ import annotations
@@ -14,87 +19,59 @@ import json
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
 PROFILES = ("paper", "paper+key-scope", "own-experts", "keyed-experts")
-from elder_engine.comparison import METRICS as KEYS  # noqa: E402 - after the path set-up
+KEYS = ("reliability", "generalization", "locality", "reliability_em", "generalization_em", "locality_em")
 
 
-def run_profile(profile: str, edits: int, checkpoints: list[int], offset: int, data: str, threads: int) -> dict:
-    import torch
-
-    from elder_engine import ElderEditor, LoadSettings, get_profile, lifelong_eval, load_edits, load_model
-    from elder_engine.state import state_tensors
-
-    torch.set_num_threads(threads)
-    loaded = load_model("default", LoadSettings(threads=threads))
-    editor = ElderEditor(loaded, get_profile(profile))
-    report = load_edits(data, offset=offset, limit=edits)
-    event = None
-    for event in lifelong_eval(editor, report.records, checkpoints=checkpoints):
-        if event.done % 25 == 0 and event.message.startswith("edit"):
-            print(f"{profile}: {event.message}", file=sys.stderr, flush=True)
-    final = event.detail["result"]
-    rows = {n: r for n, r in event.detail["checkpoints"].items()}
-    rows[final.edits] = final
-    size = sum(t.numel() * t.element_size() for t in state_tensors(editor).values())
-    out = {}
-    for n, r in sorted(rows.items()):
-        secs = final.edit_seconds[:n]
-        out[str(n)] = {**{k: getattr(r, k) for k in KEYS}, "seconds_per_edit_median": statistics.median(secs)}
-    out["state_bytes"] = size
-    out["data_sha256"] = report.sha256
-    out["threads"] = threads
-    return out
+def table(rows: list[dict]) -> str:
+    lines = ["| profile | edits | Rel | Gen | Loc | Rel EM | Gen EM | Loc EM | s/edit (median) | state |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        if row["status"] != "ok":
+            lines.append(f"| {row['profile']} | failed: {row.get('error', '')} |")
+            continue
+        for n, metrics in sorted(row["curve"].items(), key=lambda item: int(item[0])):
+            cells = " | ".join("–" if metrics.get(k) is None else f"{metrics[k]:.3f}" for k in KEYS)
+            seconds = statistics.median(row["edit_seconds"][:int(n)])
+            state = f"{row['state_bytes'] / 1e6:.1f} MB" if int(n) == row["edits"] else ""
+            lines.append(f"| {row['profile']} | {n} | {cells} | {seconds:.2f} | {state} |")
+    return "\n".join(lines)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser()
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--edits", type=int, default=300)
     p.add_argument("--checkpoints", default="100")
     p.add_argument("--offset", type=int, default=0, help="first record (0-299: evaluation split)")
     p.add_argument("--data", default=str(ROOT.parent / "shared/data/zsre_dev.json"))
     p.add_argument("--profiles", default=",".join(PROFILES))
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", default="runs/ablation")
-    p.add_argument("--one", default=None, help=argparse.SUPPRESS)  # child process: one profile
+    p.add_argument("--jobs", type=int, default=None, help="Ray workers (default: one per core)")
+    p.add_argument("--model", default="default", help="'default' (embedded SmolLM2-135M), a HF folder or a .gguf file")
+    p.add_argument("--out", default="runs/ablation", help="folder: sweep.jsonl and report.html")
     args = p.parse_args()
-    checkpoints = [int(c) for c in args.checkpoints.split(",") if c]
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    if args.one:
-        result = run_profile(args.one, args.edits, checkpoints, args.offset, args.data, args.threads)
-        (out / f"{args.one}.json").write_text(json.dumps(result, indent=1))
-        return
-    for profile in args.profiles.split(","):
-        t0 = time.time()
-        subprocess.run([sys.executable, __file__, "--one", profile, "--edits", str(args.edits), "--checkpoints",
-                        args.checkpoints, "--offset", str(args.offset), "--data", args.data, "--threads",
-                        str(args.threads), "--out", str(out)], check=True)
-        print(f"{profile} done in {time.time() - t0:.0f}s", file=sys.stderr, flush=True)
-    print(table(out, args.profiles.split(",")))
-
-
-def table(out: Path, profiles: list[str]) -> str:
-    lines = ["| profile | edits | Rel | Gen | Loc | Rel EM | Gen EM | Loc EM | s/edit (median) | state |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for profile in profiles:
-        path = out / f"{profile}.json"
-        if not path.exists():
-            continue
-        data = json.loads(path.read_text())
-        for n, row in data.items():
-            if not n.isdigit():
-                continue
-            cells = " | ".join(f"{row[k]:.3f}" for k in KEYS)
-            lines.append(f"| {profile} | {n} | {cells} | {row['seconds_per_edit_median']:.2f} | "
-                         f"{data['state_bytes'] / 1e6:.1f} MB |")
-    return "\n".join(lines)
+    log = out / "sweep.jsonl"
+    command = [sys.executable, "-m", "elder_engine", "sweep", "--model", args.model, "--data", args.data, "--profile", args.profiles,
+               "--offset", str(args.offset), "--window", str(args.edits), "--checkpoints", args.checkpoints,
+               "--threads", str(args.threads), "--allow-eval", "--out", str(log), "--report", str(out / "report.html")]
+    command += ["--workers", str(args.jobs)] if args.jobs else []
+    done = subprocess.run(command, stdout=subprocess.PIPE, text=True)  # progress and errors: straight to stderr
+    lines = done.stdout.strip().splitlines()
+    if not lines:
+        return done.returncode
+    summary = json.loads(lines[-1])
+    latest = {}
+    for line in log.read_text().splitlines():
+        row = json.loads(line)
+        latest[row["run"]] = row
+    print(table([latest[i] for g in summary["groups"] for i in g["run_ids"] if i in latest]))
+    print(lines[-1])
+    return done.returncode
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

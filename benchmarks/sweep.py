@@ -1,75 +1,39 @@
-"""Grid search of ELDER training settings on development records only.
-
-Splits a record range into windows of `--window` edits; each window is one lifelong run from a
-fresh engine (edits in sequence, then all six metrics). Every setting of the grid runs on every
-window; the table gives the mean over windows and the median iterations per edit (a speed
-figure the machine's load does not change). Workers run in parallel, one torch thread each.
+"""Grid search of ELDER training settings on development records: a thin call of
+`python -m elder_engine sweep` (Ray; resumable; see the README's "Sweeps"), which prints the
+Markdown table the README uses (mean over windows, median iterations per edit).
 
     .venv/bin/python benchmarks/sweep.py --profile paper --offset 300 --windows 3 --window 30 \
         --grid learning_rate=1e-4,3e-4 --grid early_stop_loss=0.1,0.5 --out runs/sweep.jsonl
 
-Never point it at the evaluation records (ZsRE 0-299): it refuses unless --allow-eval is given.
+The same as `python -m elder_engine sweep --data ../shared/data/zsre_dev.json --profile paper
+--offset 300 --windows 3 --window 30 --set elder.learning_rate=1e-4,3e-4 --set
+elder.early_stop_loss=0.1,0.5 --out runs/sweep.jsonl`. Like `sweep`, it refuses the evaluation
+records (ZsRE 0-299) unless --allow-eval is given.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
-import statistics
+import subprocess
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from elder_engine.comparison import METRICS as KEYS  # noqa: E402 - after the path set-up
+KEYS = ("reliability", "generalization", "locality", "reliability_em", "generalization_em", "locality_em")
 
 
-def _value(text: str):
-    """'50' -> 50, '1e-4' -> 0.0001, 'none' -> None, anything else stays a string."""
-    if text.lower() == "none":
-        return None
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
+def markdown(groups: list[dict]) -> str:
+    lines = ["| settings | windows | Rel | Gen | Loc | Rel EM | Gen EM | Loc EM | median steps |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for g in groups:
+        cells = " | ".join("–" if g.get(k) is None else f"{g[k]:.3f}" for k in KEYS)
+        lines.append(f"| {json.dumps(g['settings'], sort_keys=True)} | {g['ok']} | {cells} | "
+                     f"{g['steps_per_edit_median']} |")
+    return "\n".join(lines)
 
 
-def parse_grid(items: list[str]) -> list[dict]:
-    axes = []
-    for item in items:
-        name, _, values = item.partition("=")
-        if not values:
-            raise SystemExit(f"--grid wants NAME=V1,V2,..., got {item!r}")
-        axes.append([(name, _value(v)) for v in values.split(",")])
-    return [dict(combo) for combo in itertools.product(*axes)] or [{}]
-
-
-def run_window(job: tuple) -> dict:
-    profile, settings, data, offset, window = job
-    import torch
-
-    torch.set_num_threads(1)
-    from elder_engine import ElderEditor, LoadSettings, get_profile, lifelong_eval, load_edits, load_model
-
-    loaded = load_model("default", LoadSettings(threads=1))
-    config = get_profile(profile, **settings)
-    editor = ElderEditor(loaded, config)
-    records = load_edits(data, offset=offset, limit=window).records
-    event = None
-    for event in lifelong_eval(editor, records):
-        pass
-    result = event.detail["result"]
-    return {"profile": profile, "settings": settings, "offset": offset, "edits": result.edits,
-            **{k: getattr(result, k) for k in KEYS},
-            "steps": result.edit_steps, "seconds": result.edit_seconds}
-
-
-def main() -> None:
+def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--profile", default="paper")
     p.add_argument("--grid", action="append", default=[], help="NAME=V1,V2 (an ElderConfig field); repeatable")
@@ -77,32 +41,29 @@ def main() -> None:
     p.add_argument("--offset", type=int, default=300)
     p.add_argument("--window", type=int, default=30)
     p.add_argument("--windows", type=int, default=3)
-    p.add_argument("--jobs", type=int, default=2)
-    p.add_argument("--allow-eval", action="store_true", help="permit records below 300 (evaluation split)")
+    p.add_argument("--jobs", type=int, default=None, help="Ray workers (default: one per core)")
+    p.add_argument("--allow-eval", action="store_true", help="permit the evaluation records (ZsRE 0-299)")
+    p.add_argument("--model", default="default", help="'default' (embedded SmolLM2-135M), a HF folder or a .gguf file")
     p.add_argument("--out", default="runs/sweep.jsonl")
+    p.add_argument("--report", default=None)
     args = p.parse_args()
-    if Path(args.data).name == "zsre_dev.json" and args.offset < 300 and not args.allow_eval:
-        raise SystemExit("records 0-299 are the evaluation split; tune on 300-599 (or pass --allow-eval)")
-    grid = parse_grid(args.grid)
-    jobs = [(args.profile, s, args.data, args.offset + w * args.window, args.window)
-            for s in grid for w in range(args.windows)]
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    rows: dict[str, list[dict]] = {}
-    with ProcessPoolExecutor(max_workers=args.jobs) as pool, out.open("a") as log:
-        for row in pool.map(run_window, jobs):
-            log.write(json.dumps(row) + "\n")
-            log.flush()
-            rows.setdefault(json.dumps(row["settings"], sort_keys=True), []).append(row)
-            print(f"done {row['settings']} offset {row['offset']}: Rel {row['reliability']:.3f} "
-                  f"Gen {row['generalization']:.3f} Loc {row['locality']:.3f}", file=sys.stderr, flush=True)
-    print("| settings | windows | Rel | Gen | Loc | Rel EM | Gen EM | Loc EM | median steps |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for key, runs in rows.items():
-        means = [statistics.mean(r[k] for r in runs) for k in KEYS]
-        steps = statistics.median(s for r in runs for s in r["steps"])
-        print(f"| {key} | {len(runs)} | " + " | ".join(f"{m:.3f}" for m in means) + f" | {steps} |")
+    command = [sys.executable, "-m", "elder_engine", "sweep", "--model", args.model, "--data", args.data, "--profile", args.profile,
+               "--offset", str(args.offset), "--window", str(args.window), "--windows", str(args.windows),
+               "--out", args.out]
+    for item in args.grid:
+        command += ["--set", f"elder.{item}"]
+    command += ["--workers", str(args.jobs)] if args.jobs else []
+    command += ["--allow-eval"] if args.allow_eval else []
+    command += ["--report", args.report] if args.report else []
+    done = subprocess.run(command, stdout=subprocess.PIPE, text=True)  # progress and errors: straight to stderr
+    lines = done.stdout.strip().splitlines()
+    if not lines:
+        return done.returncode
+    summary = json.loads(lines[-1])
+    print(markdown(summary["groups"]))
+    print(lines[-1])
+    return done.returncode
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
