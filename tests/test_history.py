@@ -346,6 +346,8 @@ def test_keyed_keyframes_cost_little_beyond_the_new_experts(tmp_path):
 
     editor = tiny_editor(profile="keyed-experts", max_steps=3)
     assert snapshots.default_keyframe_budget(editor.config) < snapshots.default_keyframe_budget(tiny_editor().config)
+    scoped = tiny_editor(profile="scoped-router").config   # own experts too (the default profile)
+    assert snapshots.default_keyframe_budget(scoped) == snapshots.default_keyframe_budget(editor.config)
     history = open_tiny(tmp_path / "k.elderdb", editor, keyframe_budget_s=0.0)
 
     def blobs():

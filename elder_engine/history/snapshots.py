@@ -76,13 +76,15 @@ KEYED_KEYFRAME_BUDGET_S = 3.0
 def default_keyframe_budget(config) -> float:
     """Replay seconds between keyframes for a new history.
 
-    Keyed routing freezes one expert set per edit and changes little else, so a keyframe there
+    Keyed and scoped routing freeze one expert set per edit and change little else (the scoped
+    router only appends the edit's key and threshold), so a keyframe there
     costs only its manifest (one digest per tensor: it grows with the number of edits) on top
     of the new experts, which are stored anyway. A short budget then buys ~3 s rollbacks
     cheaply; keyframing every edit would make the manifests grow quadratically with the
     history (measured: +47 KB per edit at 100 edits). Shared experts (the paper) change
     wholesale, so each keyframe is a whole state: DEFAULT_KEYFRAME_BUDGET_S."""
-    return KEYED_KEYFRAME_BUDGET_S if getattr(config, "routing", "router") == "keyed" else DEFAULT_KEYFRAME_BUDGET_S
+    own_experts = getattr(config, "routing", "router") in ("keyed", "scoped")
+    return KEYED_KEYFRAME_BUDGET_S if own_experts else DEFAULT_KEYFRAME_BUDGET_S
 
 
 _MAGIC = b"ELDRST1\n"
