@@ -130,8 +130,9 @@ def _start_ray(ray, args, pending: int) -> tuple[int, str]:
             ray.init(address=args.address, **common)
         except Exception as error:  # ConnectionError, ValueError, RuntimeError: nothing to join there
             raise SweepError(f"--address {args.address}: cannot join a Ray cluster ({cause_line(error)}); "
-                             "start one with `ray start --head`, or leave --address out to run on this machine.") \
-                from None
+                             "start one with `ray start --head`, or leave --address out to run on this machine "
+                             "(a cluster with token authentication, Ray's default, also needs RAY_AUTH_MODE=token "
+                             "and its token in ~/.ray/auth_token or RAY_AUTH_TOKEN when given HOST:PORT).") from None
         where = args.address
     else:
         # Ray turns token authentication on for a new local instance and says so on every start

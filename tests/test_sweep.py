@@ -284,3 +284,48 @@ def test_failing_runs_are_reported_and_the_others_finish(tiny_files, tmp_path, c
     assert main([*args, "--retry-failed"]) == 1
     assert last_json(capsys.readouterr().out)["ran"] == 2
     assert len(read_rows(out)) == 6
+
+
+@pytest.fixture
+def ray_head(tmp_path):
+    """A one-node Ray cluster of 2 CPUs (`ray start --head --block`), stopped after the test."""
+    pytest.importorskip("ray", reason="sweep needs the Ray extra (pip install -e '.[cluster]')")
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ray_cli = Path(sys.executable).with_name("ray")
+    log = tmp_path / "head.log"
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    with open(log, "w") as handle:
+        head = subprocess.Popen([str(ray_cli), "start", "--head", "--num-cpus", "2", "--port", str(port),
+                                 "--include-dashboard", "false", "--block"], stdout=handle, stderr=subprocess.STDOUT,
+                                env=env, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while "will now block" not in log.read_text():
+            assert head.poll() is None and time.time() < deadline, log.read_text()[-2000:]
+            time.sleep(0.2)
+        yield f"127.0.0.1:{port}"
+    finally:
+        head.send_signal(signal.SIGTERM)  # `ray start --block` stops what it started
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait()
+
+
+def test_a_sweep_joins_a_running_cluster(ray_head, tiny_files, tmp_path):
+    out = tmp_path / "sweep.jsonl"
+    env = {**os.environ, "RAY_AUTH_MODE": "token"}  # the head's token, from ~/.ray/auth_token
+    args = ["sweep", "--data", str(tiny_files / "data.json"), "--model", str(tiny_files / "model"), "--profile",
+            "paper", "--set", "elder.max_steps=2", "--window", "3", "--windows", "2", "--address", ray_head,
+            "--out", str(out)]
+    result = subprocess.run([sys.executable, "-m", "elder_engine", *args], env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = last_json(result.stdout)
+    assert (summary["ray"], summary["workers"], summary["ok"]) == (ray_head, 2, 2)
+    assert len(read_rows(out)) == 2
