@@ -96,9 +96,13 @@ def plan_sweep(args) -> Plan:
         data_files.append(DataFile(report.path, Path(report.path).name, report.format, report.sha256,
                                    len(report.records)))
         notes += [f"{Path(report.path).name}: skipped record {i}: {why}" for i, why in report.skipped[:10]]
+    from .loading import _looks_like_path
+
     model = args.model
     if model != "default" and Path(model).expanduser().exists():
         model = str(Path(model).expanduser().resolve())  # the workers get an absolute path
+    elif model != "default" and _looks_like_path(model):
+        raise ArgumentError(f"--model {model}: no such model folder or .gguf file.")
     runs = build_grid(data_files, methods, profiles, axes, offset=args.offset, window=args.window,
                       windows=args.windows, seeds=seeds, checkpoints=checkpoints, model=model,
                       device=args.device, dtype=args.dtype)
@@ -173,7 +177,10 @@ def _execute(ray, args, plan: Plan, todo, log, bar) -> dict:
 
     bar.set_postfix_str(f"loading the model on {workers} worker(s)")
     actors = [new_worker() for _ in range(workers)]
-    infos = ray.get([a.info.remote() for a in actors])
+    try:
+        infos = ray.get([a.info.remote() for a in actors])
+    except Exception as error:  # a worker process died while loading (out of memory, a crash)
+        raise SweepError(f"a Ray worker died while loading --model {args.model} ({cause_line(error)}).") from None
     errors = [i["error"] for i in infos if i.get("error")]
     if errors:
         raise SweepError(f"--model {args.model}: {' '.join(errors[0].split())}")

@@ -90,6 +90,7 @@ def test_dry_run_lists_the_grid(tiny_files, tmp_path, capsys):
     (["--set", "elder.seed=1,2"], "--seeds"),
     (["--seeds", "0,0"], "distinct"),
     (["--profile", "paper,nosuch"], "not a profile"),
+    (["--model", "./no/such/model"], "no such model folder"),
 ])
 def test_bad_grids_are_one_line_before_anything_runs(tiny_files, tmp_path, capsys, extra, expected):
     assert main([*grid_args(tiny_files, tmp_path / "s.jsonl"), *extra]) == 2
