@@ -311,12 +311,14 @@ class SweepWorker:
         self.model, self.device, self.dtype, self.threads = model, device, dtype, threads
         self.loaded = None
         self.load_error: Optional[str] = None
+        self.loads = 0  # models loaded by this process: 1, however many runs it has done
 
     def info(self) -> dict:
         """Loads the model (once); its name and fingerprint, or the load error."""
         if self.loaded is None and self.load_error is None:
             from .loading import LoadSettings, load_model
 
+            self.loads += 1
             try:
                 self.loaded = load_model(self.model, LoadSettings(device=self.device, dtype=self.dtype,
                                                                    threads=self.threads))
@@ -329,7 +331,7 @@ class SweepWorker:
 
     def run(self, spec: RunSpec, records: Sequence) -> dict:
         self.info()
-        return run_one(self.loaded, spec, records, threads=self.threads)
+        return {**run_one(self.loaded, spec, records, threads=self.threads), "model_loads": self.loads}
 
 
 # ------------------------------------------------------------------------------ the log

@@ -21,6 +21,7 @@ import logging
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from .cli import command, emit
@@ -42,18 +43,24 @@ def require_ray():
 
 
 # ------------------------------------------------------------------------------ planning
+@dataclass
 class Plan:
-    def __init__(self, runs, records, data_files, notes):
-        self.runs, self.records, self.data_files, self.notes = runs, records, data_files, notes
+    runs: list  # RunSpec, in grid order
+    records: dict  # (data sha256, offset, window) -> that window's EditRecords
+    data_files: list  # DataFile
+    notes: list  # lines for stderr (skipped records)
 
 
 def plan_sweep(args) -> Plan:
     """Every check and the whole grid, before Ray or a model: SweepError / ArgumentError."""
+    import itertools
+
     from .cli_checks import ArgumentError, check_input_file, check_profile, check_settings
     from .curves import parse_checkpoints
     from .data import load_edits
     from .elder import DEFAULT_PROFILE
     from .errors import EditRequestError
+    from .loading import _looks_like_path
     from .methods import method_names
     from .sweep import DataFile, SweepError, build_grid, check_evaluation_records, parse_seeds, parse_set_axes, \
         split_values
@@ -73,8 +80,6 @@ def plan_sweep(args) -> Plan:
     axes = parse_set_axes(args.sets, methods)
     if any(name == "seed" for name, _ in axes.get("elder", [])):
         raise ArgumentError("--set elder.seed: give seeds with --seeds (they also seed the baselines).")
-    import itertools
-
     for method in methods:
         names = [n for n, _ in axes.get(method, [])]
         for combo in itertools.product(*[values for _, values in axes.get(method, [])]):
@@ -96,8 +101,6 @@ def plan_sweep(args) -> Plan:
         data_files.append(DataFile(report.path, Path(report.path).name, report.format, report.sha256,
                                    len(report.records)))
         notes += [f"{Path(report.path).name}: skipped record {i}: {why}" for i, why in report.skipped[:10]]
-    from .loading import _looks_like_path
-
     model = args.model
     if model != "default" and Path(model).expanduser().exists():
         model = str(Path(model).expanduser().resolve())  # the workers get an absolute path
