@@ -188,13 +188,21 @@ class ScopeReader:
     def key_position(self, item: PromptStates, text: str, subject: str) -> int:
         """The prompt token that carries the subject: the last token overlapping its span, or
         (no subject found) the most distinctive token, furthest from the background."""
+        return self.key_positions(item, text, subject)[0]
+
+    def key_positions(self, item: PromptStates, text: str, subject: str) -> tuple[int, int]:
+        """(last subject token, the subject's most distinctive other token); both the same when
+        the subject is one token (or not found)."""
+        z = ((item.states - self.router.bg_mean) / self.router.bg_scale).norm(dim=-1)
         span = subject_span(text, subject)
         if span is not None:
             hits = [k for k, (a, b) in enumerate(item.offsets) if a < span[1] and b > span[0]]
             if hits:
-                return hits[-1]
-        z = (item.states - self.router.bg_mean) / self.router.bg_scale
-        return int(z.norm(dim=-1)[:-1].argmax()) if z.shape[0] > 1 else 0
+                others = hits[:-1] if self.tuner.config_elder.scope_key_parts > 1 else []
+                head = max(others, key=lambda k: float(z[k])) if others else hits[-1]
+                return hits[-1], head
+        pos = int(z[:-1].argmax()) if z.shape[0] > 1 else 0
+        return pos, pos
 
     def fit(self, request: "EditRequest", earlier: Sequence) -> tuple[torch.Tensor, float, torch.Tensor]:
         """Train and calibrate the router key of a new edit. `earlier` are the engine's
@@ -202,17 +210,20 @@ class ScopeReader:
         cfg = self.tuner.config_elder
         self.ensure_background()
         subject = self.subject_of(request)
+        # the prompt behind unrelated sentences: the subject's states in other contexts
         positives_text = [request.prompt, *request.train_paraphrases,
-                          *prefixed_copies(request.prompt, cfg.train_prefixes)]
-        pos = self.states(positives_text)
-        key_pos = self.key_position(pos[0], request.prompt, subject)
+                          *prefixed_copies(request.prompt, max(cfg.train_prefixes, cfg.scope_context_positives))]
+        pos = self.states(positives_text[:1]) + self.states(positives_text[1:], relation=False)
+        key_pos, head_pos = self.key_positions(pos[0], request.prompt, subject)
         init = self.router.standardise(pos[0].states[key_pos])
+        parts = (init[None] if head_pos == key_pos
+                 else torch.stack([init, self.router.standardise(pos[0].states[head_pos])]))
         relation = self.router.relation_unit(pos[0].relation)
         negatives_text = self._negative_prompts(request, subject, init, earlier)
         neg = self.states(negatives_text, relation=False) + self.background()
         as_items = lambda xs: [(p.states, torch.ones(p.states.shape[0], dtype=torch.bool)) for p in xs]
         near = self.states(self._near_misses(request, subject, init, earlier), relation=False)
-        key = self.router.fit_key(init, as_items(pos), as_items(neg + near), cfg.scope_key_steps, cfg.scope_key_lr)
+        key = self.router.fit_key(parts, as_items(pos), as_items(neg + near), cfg.scope_key_steps, cfg.scope_key_lr)
         theta = self.router.calibrate(key, as_items(pos), as_items(neg), cfg.scope_floor)
         return key, theta, relation
 

@@ -50,6 +50,29 @@ def test_distribution_covers_the_edits_and_defer_and_fires_only_above_threshold(
     torch.testing.assert_close(d.scores[0, 1], torch.tensor(1.0), rtol=1e-5, atol=1e-5)
 
 
+def test_a_two_part_key_fires_only_where_both_parts_match():
+    """"San Marino Football Federation" vs "Peruvian Football Federation": the last subject
+    token alone matches both; the second part (another subject token) must match too."""
+    g = torch.Generator().manual_seed(3)
+    tail, head = unit(torch.randn(8, generator=g)), unit(torch.randn(8, generator=g))
+    router = ScopeRouter(8, 3, temperature=20.0, margin=0.05)
+    router.add(torch.stack([tail, head]), 0.8, unit(torch.ones(3)))
+    states = torch.randn(3, 4, 8, generator=g) * 0.05
+    states[0, 1], states[0, 3] = head * 4, tail * 4      # the whole subject
+    states[1, 3] = tail * 4                              # only its last token
+    states[2, 1] = head * 4                              # only the other part
+    d = router.decide(states, torch.ones(3, 4, dtype=torch.bool))
+    assert d.expert_index.tolist() == [0, -1, -1]
+    one_part = router_with([tail], [0.8]).decide(states, torch.ones(3, 4, dtype=torch.bool))
+    assert one_part.expert_index.tolist() == [0, 0, -1]   # what a one-part key would do
+    # a state saved before key parts loads as one key used twice: the same decisions
+    old = {k: v for k, v in router_with([tail], [0.8]).tensors().items() if k != "scope.head_keys"}
+    loaded = ScopeRouter(8, 3, temperature=20.0, margin=0.05)
+    loaded.load(old)
+    assert torch.equal(loaded.head_keys, loaded.keys)
+    assert loaded.decide(states, torch.ones(3, 4, dtype=torch.bool)).expert_index.tolist() == [0, 0, -1]
+
+
 def test_a_raised_threshold_turns_a_firing_sequence_into_a_deferred_one():
     g = torch.Generator().manual_seed(1)
     key = torch.randn(8, generator=g)

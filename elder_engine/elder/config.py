@@ -95,6 +95,10 @@ class ElderConfig(PeftConfig):
     scope_swaps: int = field(default=12, metadata={"help": "Subject-swap negatives per edit (most similar names)."})
     scope_near_misses: int = field(default=0, metadata={"help": "Near-miss negatives per edit: the subject with one "
                                                                    "word replaced by a word of another name."})
+    scope_key_parts: int = field(default=1, metadata={"help": "1: an edit's router key is its last subject token; "
+                                                               "2: also the subject's most distinctive other token, and both must match."})
+    scope_context_positives: int = field(default=0, metadata={"help": "Copies of the edit prompt behind unrelated "
+                                                                      "sentences that its router key must also match."})
     scope_earlier: int = field(default=16, metadata={"help": "Earlier edits' prompts used as negatives (most similar)."})
     train_prefixes: int = field(
         default=0, metadata={"help": "Copies of the edit prompt behind an unrelated sentence added to each training "
@@ -126,6 +130,8 @@ class ElderConfig(PeftConfig):
             raise ValueError(f"min_steps must not be negative, got {self.min_steps}")
         if self.routing not in ("router", "keyed", "scoped"):
             raise ValueError(f"routing must be 'router', 'keyed' or 'scoped', got {self.routing!r}")
+        if self.scope_key_parts not in (1, 2):
+            raise ValueError(f"scope_key_parts must be 1 or 2, got {self.scope_key_parts}")
         if self.scope_temperature <= 0:
             raise ValueError("scope_temperature must be positive")
         if self.learning_rate <= 0:

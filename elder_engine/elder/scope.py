@@ -10,9 +10,14 @@ same subject in other wordings and far from other subjects in the same template.
 So the router reads, for every real prompt position t of a query, the standardised state h_t
 of block `scope_block`, and for each stored edit e a learned key k_e:
 
-    s_e(q) = max_t cos(h_t, k_e)                  (is the edit's subject in the prompt?)
+    s_e(q) = min_j max_t cos(h_t, k_e^j)          (is the edit's subject in the prompt?)
     z_e(q) = temperature * (s_e(q) - theta_e)     (logit of edit e; the defer logit is 0)
     p      = softmax([z_1 .. z_E, 0])             (a distribution over edits plus "defer")
+
+An edit has two key parts k_e^j: one at its last subject token, and one at the subject's most
+distinctive other token (the same as the first for a one-token subject). The last token of
+"San Marino Football Federation" looks much like that of "Peruvian Football Federation";
+requiring both parts to match is what tells them apart.
 
 The sequence uses the experts of argmax_e z_e when that logit is positive (p_e > p_defer), and
 the base model otherwise. Each edit's key starts at its subject state and is trained against
@@ -47,14 +52,15 @@ class ScopeDecision:
 
 
 class ScopeRouter(nn.Module):
-    BUFFERS = ("bg_mean", "bg_scale", "keys", "thresholds", "relation_keys", "relation_mean")
+    BUFFERS = ("bg_mean", "bg_scale", "keys", "head_keys", "thresholds", "relation_keys", "relation_mean")
     def __init__(self, hidden_size: int, relation_size: int, temperature: float, margin: float) -> None:
         super().__init__()
         self.temperature = temperature
         self.margin = margin
         self.register_buffer("bg_mean", torch.zeros(hidden_size))
         self.register_buffer("bg_scale", torch.ones(hidden_size))
-        self.register_buffer("keys", torch.zeros(0, hidden_size))          # (E, d) unit vectors
+        self.register_buffer("keys", torch.zeros(0, hidden_size))          # (E, d) unit, last subject token
+        self.register_buffer("head_keys", torch.zeros(0, hidden_size))     # (E, d) unit, another subject token
         self.register_buffer("thresholds", torch.zeros(0))                 # (E,)
         self.register_buffer("relation_keys", torch.zeros(0, relation_size))  # (E, d_q) unit, centred
         self.register_buffer("relation_mean", torch.zeros(relation_size))
@@ -101,6 +107,8 @@ class ScopeRouter(nn.Module):
         None: then edits are ranked by their logits alone (see `ambiguous`)."""
         B = states.shape[0]
         scores, positions = self.match(states, mask, self.keys)
+        if scores.shape[1]:
+            scores = torch.minimum(scores, self.match(states, mask, self.head_keys)[0])
         E = scores.shape[1]
         if E == 0:
             none = torch.full((B,), -1, dtype=torch.long)
@@ -129,8 +137,9 @@ class ScopeRouter(nn.Module):
     # ------------------------------------------------------------------ learning
     def fit_key(self, init: torch.Tensor, positives: list[tuple[torch.Tensor, torch.Tensor]],
                 negatives: list[tuple[torch.Tensor, torch.Tensor]], steps: int, lr: float) -> torch.Tensor:
-        """Train one edit's key: logistic loss on the subject match of positives (sequences that
-        must fire) against negatives (must defer). Each item is (states (S, d), mask (S,))."""
+        """Train one edit's key parts (P, d) (or one key (d,)): logistic loss on the subject
+        match (the lowest part's) of positives (sequences that must fire) against negatives
+        (must defer). Each item is (states (S, d), mask (S,))."""
         key = nn.Parameter(_unit(init.float()).clone())
         if steps <= 0 or not negatives:
             return key.detach()
@@ -162,8 +171,11 @@ class ScopeRouter(nn.Module):
 
     @staticmethod
     def _max_sim(packed: tuple[torch.Tensor, torch.Tensor], key: torch.Tensor) -> torch.Tensor:
+        """(N,) match of each packed sequence: max over positions, min over key parts."""
         z, m = packed
-        return (z @ key).masked_fill(~m, -2.0).max(dim=1).values
+        parts = key if key.dim() == 2 else key[None]
+        sims = torch.einsum("nsd,pd->nsp", z, parts).masked_fill(~m[:, :, None], -2.0)
+        return sims.max(dim=1).values.min(dim=1).values
 
     def calibrate(self, key: torch.Tensor, positives, negatives, floor: float) -> float:
         """The edit's threshold: `margin` above its hardest negative, kept below its own
@@ -176,17 +188,26 @@ class ScopeRouter(nn.Module):
         return theta
 
     def add(self, key: torch.Tensor, threshold: float, relation_key: torch.Tensor) -> None:
-        self.keys = torch.cat([self.keys, key[None].to(self.keys)])
+        """key: (d,) or its parts (P, d), P = 1 or 2: last subject token, then the other part."""
+        parts = key.reshape(-1, key.shape[-1])
+        parts = torch.cat([parts, parts[:1]]) if parts.shape[0] == 1 else parts
+        self.keys = torch.cat([self.keys, parts[0][None].to(self.keys)])
+        self.head_keys = torch.cat([self.head_keys, parts[1][None].to(self.head_keys)])
         self.thresholds = torch.cat([self.thresholds, torch.tensor([threshold], dtype=self.thresholds.dtype)])
         self.relation_keys = torch.cat([self.relation_keys, relation_key[None].to(self.relation_keys)])
 
     def truncate(self, n: int) -> None:
         self.keys = self.keys[:n].clone()
+        self.head_keys = self.head_keys[:n].clone()
         self.thresholds = self.thresholds[:n].clone()
         self.relation_keys = self.relation_keys[:n].clone()
 
     def load(self, tensors: dict[str, torch.Tensor], prefix: str = "scope.") -> None:
         for name in self.BUFFERS:
+            if name == "head_keys" and prefix + name not in tensors:
+                # states saved before key parts: one key is the same as two equal parts
+                self.head_keys = tensors[prefix + "keys"].clone()
+                continue
             setattr(self, name, tensors[prefix + name].clone())
 
     def tensors(self, prefix: str = "scope.") -> dict[str, torch.Tensor]:
