@@ -276,3 +276,22 @@ def test_near_miss_subjects_differ_from_the_subject_in_exactly_one_word():
     assert near_miss_subjects("France", names, 4) == []           # one word: nothing to vary
     assert near_miss_subjects("Bank of England", names, 2) == ["Bank of Laurel", "Nissan of England"]
     assert near_miss_subjects("Ferrari F40", names, 0) == []
+
+
+def test_among_edits_that_fire_the_relation_weight_decides_which_applies():
+    """Two edits of one subject both fire; a small relation weight leaves it to the match
+    scores, a large one to the relation query (what the prompt asks)."""
+    g = torch.Generator().manual_seed(4)
+    subject = unit(torch.randn(8, generator=g))
+    asks_a, asks_b = unit(torch.tensor([1.0, 0.0, 0.0])), unit(torch.tensor([0.0, 1.0, 0.0]))
+    states = (subject * 4)[None, None, :].repeat(1, 2, 1)
+    mask = torch.ones(1, 2, dtype=torch.bool)
+    chosen = {}
+    for weight in (0.5, 100.0):
+        router = ScopeRouter(8, 3, temperature=20.0, margin=0.05, relation_weight=weight)
+        router.add(subject, 0.5, asks_a)     # edit 0 matches the subject a little better ...
+        router.add(subject, 0.55, asks_b)
+        d = router.decide(states, mask, asks_b[None] * 3)   # ... but the prompt asks what edit 1 asks
+        assert d.scores[0].tolist() == pytest.approx([1.0, 1.0], rel=1e-5, abs=1e-5)
+        chosen[weight] = int(d.expert_index[0])
+    assert chosen == {0.5: 0, 100.0: 1}

@@ -99,6 +99,10 @@ class ElderConfig(PeftConfig):
                                                                "2: also the subject's most distinctive other token, and both must match."})
     scope_context_positives: int = field(default=0, metadata={"help": "Copies of the edit prompt behind unrelated "
                                                                       "sentences that its router key must also match."})
+    scope_relation_weight: float = field(
+        default=0.5, metadata={"help": "Weight, in logit units, of the relation query's similarity when several edits "
+                                       "fire for one prompt (edits of one subject): small = a tie-break, large = the "
+                                       "relation decides which edit's experts apply."})
     scope_earlier: int = field(default=16, metadata={"help": "Earlier edits' prompts used as negatives (most similar)."})
     train_prefixes: int = field(
         default=0, metadata={"help": "Copies of the edit prompt behind an unrelated sentence added to each training "

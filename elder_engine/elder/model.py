@@ -98,7 +98,8 @@ class ElderModel(BaseTuner):
         hidden = getattr(model.config, "hidden_size", None) or getattr(model.config, "n_embd")
         # Registered (a submodule), so state_dict() and .to() see the router's keys.
         self.scope_router = ScopeRouter(hidden, in_out_features(self.query_module)[0],
-                                        config.scope_temperature, config.scope_margin)
+                                        config.scope_temperature, config.scope_margin,
+                                        config.scope_relation_weight)
 
     # --- peft tuner interface ---
     def _create_and_replace(self, peft_config, adapter_name, target, target_name, parent, current_key, **kwargs):

@@ -69,8 +69,12 @@ def _scoped_router() -> ElderConfig:
     # neighbourhood prompts fired 5.5% -> 2.0%, paraphrases firing their own edit 0.987 -> 0.993
     # (each alone: context positives 4.1% / 0.973; two parts without them 2.4% / 0.747, the second
     # part over-fitted its one context); ZsRE dev 300-399: unrelated prompts fired 2% -> 1%.
+    # scope_relation_weight 100: with two-part keys, edits of one subject (ZsRE asks one fact
+    # several times) all fire on each other's prompts; ZsRE dev 300-399, prompts routed to their
+    # own edit: weight 0.5 -> 0.76, 5 -> 0.89, 20 -> 0.97, 100 -> 0.99 (COUNTERFACT dev 0-74:
+    # 0.947 at each weight).
     return _keyed_experts().replace(profile="scoped-router", routing="scoped", min_steps=6, scope_near_misses=8,
-                                    scope_key_parts=2, scope_context_positives=4)
+                                    scope_key_parts=2, scope_context_positives=4, scope_relation_weight=100.0)
 
 
 def _scoped_fixed_keys() -> ElderConfig:

@@ -53,10 +53,12 @@ class ScopeDecision:
 
 class ScopeRouter(nn.Module):
     BUFFERS = ("bg_mean", "bg_scale", "keys", "head_keys", "thresholds", "relation_keys", "relation_mean")
-    def __init__(self, hidden_size: int, relation_size: int, temperature: float, margin: float) -> None:
+    def __init__(self, hidden_size: int, relation_size: int, temperature: float, margin: float,
+                 relation_weight: float = 0.5) -> None:
         super().__init__()
         self.temperature = temperature
         self.margin = margin
+        self.relation_weight = relation_weight
         self.register_buffer("bg_mean", torch.zeros(hidden_size))
         self.register_buffer("bg_scale", torch.ones(hidden_size))
         self.register_buffer("keys", torch.zeros(0, hidden_size))          # (E, d) unit, last subject token
@@ -115,11 +117,12 @@ class ScopeRouter(nn.Module):
             return ScopeDecision(none, torch.ones(B, 1), scores, torch.zeros(B, dtype=torch.long), none)
         logits = self.logits(scores)
         # Among edits that fire, the one whose prompt ends most like the query wins (two edits
-        # of one subject); a small term, so it never makes an edit fire.
-        # (Measured: as a gate the relation would reject ~15% of paraphrases, so it only ranks.)
+        # of one subject: what is asked decides); it only ranks, it never makes an edit fire.
+        # (Measured: as a gate the relation would reject ~15% of paraphrases.)
         rank = logits
         if relation is not None:
-            rank = logits + 0.5 * (self.relation_unit(relation) @ self.relation_keys.to(relation.device).T).cpu()
+            similarity = (self.relation_unit(relation) @ self.relation_keys.to(relation.device).T).cpu()
+            rank = logits + self.relation_weight * similarity
         rank = torch.where(logits > 0, rank, logits - 1e3)
         nearest = rank.argmax(dim=1)
         fire = logits.gather(1, nearest[:, None])[:, 0] > 0
