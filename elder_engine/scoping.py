@@ -210,9 +210,14 @@ class ScopeReader:
         cfg = self.tuner.config_elder
         self.ensure_background()
         subject = self.subject_of(request)
-        # the prompt behind unrelated sentences: the subject's states in other contexts
-        positives_text = [request.prompt, *request.train_paraphrases,
-                          *prefixed_copies(request.prompt, max(cfg.train_prefixes, cfg.scope_context_positives))]
+        # the prompt behind unrelated sentences: the subject's states in other contexts; and the
+        # subject on its own, whose token states are exactly those of a prompt that opens with it
+        # ("Pablo Picasso grew up speaking" for "The native language of Pablo Picasso was")
+        contexts = prefixed_copies(request.prompt, max(cfg.train_prefixes, cfg.scope_context_positives))
+        span = subject_span(request.prompt, subject)
+        if cfg.scope_context_positives > 0 and span is not None and span[0] > 0:
+            contexts.append(request.prompt[span[0]:span[1]])
+        positives_text = [request.prompt, *request.train_paraphrases, *contexts]
         pos = self.states(positives_text[:1]) + self.states(positives_text[1:], relation=False)
         key_pos, head_pos = self.key_positions(pos[0], request.prompt, subject)
         init = self.router.standardise(pos[0].states[key_pos])
