@@ -239,7 +239,8 @@ def run_sweep(args) -> int:
     """Run a grid of lifelong evaluations on Ray (this machine or a cluster); resumable JSONL, one report."""
     from tqdm import tqdm
 
-    from .sweep import RunLog, package_version, summarise, text_table, write_report
+    from .sweep import RunLog, package_version
+    from .sweep_report import summarise, text_table, write_report
 
     t0 = time.perf_counter()
     plan = plan_sweep(args)

@@ -16,7 +16,8 @@ import pytest
 
 from elder_engine.cli import main
 from elder_engine.data import dev_split
-from elder_engine.sweep import VOLATILE, RunLog, SweepError, build_html, run_one, split_values, summarise
+from elder_engine.sweep import VOLATILE, RunLog, SweepError, run_one, split_values
+from elder_engine.sweep_report import build_html, summarise
 from test_architecture import ROOT, _files, _imports
 from tiny import tiny_loaded, tiny_model, tiny_tokenizer
 
