@@ -225,9 +225,10 @@ class ScopeReader:
                  else torch.stack([init, self.router.standardise(pos[0].states[head_pos])]))
         relation = self.router.relation_unit(pos[0].relation)
         negatives_text = self._negative_prompts(request, subject, init, earlier)
-        neg = self.states(negatives_text, relation=False) + self.background()
+        near_text = self._near_misses(request, subject, init, earlier)
+        read = self.states(negatives_text + near_text, relation=False)  # one batched read of both
+        neg, near = read[:len(negatives_text)] + self.background(), read[len(negatives_text):]
         as_items = lambda xs: [(p.states, torch.ones(p.states.shape[0], dtype=torch.bool)) for p in xs]
-        near = self.states(self._near_misses(request, subject, init, earlier), relation=False)
         key = self.router.fit_key(parts, as_items(pos), as_items(neg + near), cfg.scope_key_steps, cfg.scope_key_lr)
         theta = self.router.calibrate(key, as_items(pos), as_items(neg), cfg.scope_floor)
         return key, theta, relation
