@@ -116,10 +116,11 @@ class ScopeReader:
             raise _StopForward
 
         cfg = self.tuner.config_elder
-        # the query is read inside block first-1, which may be the scope block itself
-        last = max(cfg.scope_block, cfg.first_edit_layer - 1) if relation else cfg.scope_block
-        handles = [self.blocks[cfg.scope_block].register_forward_hook(keep),
-                   self.tuner.query_module.register_forward_pre_hook(query, prepend=True)]
+        handles = [self.blocks[cfg.scope_block].register_forward_hook(keep)]
+        last = cfg.scope_block
+        if relation and not self.relation_is_free:  # the paper's query, read inside block first-1 (maybe the scope block itself)
+            last = max(cfg.scope_block, cfg.first_edit_layer - 1)
+            handles.append(self.tuner.query_module.register_forward_pre_hook(query, prepend=True))
         if last + 1 < len(self.blocks):
             handles.append(self.blocks[last + 1].register_forward_pre_hook(stop))
         try:
@@ -132,9 +133,16 @@ class ScopeReader:
             for handle in handles:
                 handle.remove()
         h = captured["h"].float().cpu()
+        if relation and self.relation_is_free:
+            captured["q"] = captured["h"][:, -1]
         q = captured["q"].float().cpu() if relation else torch.zeros(len(rows), 0)
         skip = len(self.prefix)
         return [PromptStates(states=h[i, S - len(r) + skip:], offsets=enc[1], relation=q[i]) for i, (r, enc) in enumerate(zip(rows, encoded))]
+
+    @property
+    def relation_is_free(self) -> bool:
+        """Whether the relation query comes out of the same short forward as the subject states."""
+        return self.tuner.config_elder.scope_relation == "scope-block"
 
     # ------------------------------------------------------------------ routing
     def background(self) -> list[PromptStates]:
@@ -155,6 +163,12 @@ class ScopeReader:
 
     def route_with_states(self, prompts: Sequence[str]) -> tuple[ScopeDecision, list[PromptStates]]:
         """`route`, and the low-block states it read (for views that show the matched token)."""
+        if not prompts:
+            return self.router.decide(torch.zeros(0, 1, self.router.bg_mean.shape[0]),
+                                      torch.zeros(0, 1, dtype=torch.bool)), []
+        if self.relation_is_free:
+            items = self.states(prompts)
+            return self._decide(items, "relation"), items
         items = self.states(prompts, relation=False)
         decision = self._decide(items, None)
         ambiguous = self.router.ambiguous(decision).nonzero().flatten().tolist()

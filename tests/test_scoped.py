@@ -8,6 +8,7 @@ from elder_engine import guess_subject
 from elder_engine.editor import EditRequest, ElderEditor
 from elder_engine.elder import get_profile
 from elder_engine.elder.negatives import background_prompts, entities, swap_subject
+from elder_engine.elder.model import find_blocks
 from elder_engine.elder.scope import ScopeRouter, subject_span
 from elder_engine.events import CancelToken, EditCancelled, EditStep
 from elder_engine.tokens import encode
@@ -104,6 +105,11 @@ def test_calibration_sits_a_margin_above_the_hardest_negative_and_below_the_prom
     # a negative as close as the prompt: the threshold stays below the prompt's own score
     theta = router.calibrate(key, positives, [item([0.99, 0.141, 0.0, 0.0])], floor=0.3)
     assert theta < 1.0
+    # a prompt that matches its own key less than the floor still fires, a margin below itself
+    weak = [item([0.45, 0.893, 0.0, 0.0])]
+    assert router.calibrate(key, weak, negatives[1:], floor=0.5) == pytest.approx(0.40, rel=1e-3, abs=1e-3)
+    # ... or halfway to a negative that is closer than the margin
+    assert router.calibrate(key, weak, [item([0.42, 0.907, 0.0, 0.0])], floor=0.5) == pytest.approx(0.435, rel=1e-3, abs=1e-3)
 
 
 def test_a_learned_key_separates_positives_from_negatives_better_than_its_start():
@@ -295,3 +301,45 @@ def test_among_edits_that_fire_the_relation_weight_decides_which_applies():
         assert d.scores[0].tolist() == pytest.approx([1.0, 1.0], rel=1e-5, abs=1e-5)
         chosen[weight] = int(d.expert_index[0])
     assert chosen == {0.5: 0, 100.0: 1}
+
+
+def test_routing_no_prompts_gives_no_decisions_with_edits_stored():
+    editor = make(max_steps=2)
+    editor.apply(EditRequest("the capital of france is", "london", subject="france"))
+    assert editor.expert_index([]).tolist() == []
+
+
+def test_a_relation_read_at_the_scope_block_routes_in_one_short_forward():
+    """scope_relation='scope-block': the relation comes from the same forward
+    as the subject states, so no block above them runs; two edits of one subject are still told
+    apart by what their prompts ask."""
+    editor = make(scope_relation="scope-block", scope_block=1, max_steps=2)
+    assert editor.scope.relation_is_free
+    editor.apply(EditRequest("the capital of france is", "london", subject="france"))
+    editor.apply(EditRequest("the currency of france is", "yen", subject="france"))
+    ran = []
+    _, blocks = find_blocks(editor.tuner.model)
+    handles = [b.register_forward_hook(lambda m, a, o, i=i: ran.append(i)) for i, b in enumerate(blocks)]
+    try:
+        chosen = editor.expert_index(["the capital of france is", "the currency of france is"]).tolist()
+    finally:
+        for h in handles:
+            h.remove()
+    assert max(ran) <= 1
+    assert chosen == [0, 1]
+    assert editor.tuner.scope_router.relation_keys.shape[1] == editor.tuner.model.config.hidden_size
+    with pytest.raises(ValueError, match="scope_relation"):
+        make(scope_relation="block 3")
+
+
+def test_an_edit_that_does_not_fire_never_wins_on_its_relation_alone():
+    g = torch.Generator().manual_seed(5)
+    subject, other = unit(torch.randn(8, generator=g)), unit(torch.randn(8, generator=g))
+    asks_a, asks_b = unit(torch.tensor([0.2, -1.0, 0.0])), unit(torch.tensor([0.0, 1.0, 0.0]))  # opposed
+    states = (subject * 4)[None, None, :]
+    for weight in (100.0, 1e6):
+        router = ScopeRouter(8, 3, temperature=20.0, margin=0.05, relation_weight=weight)
+        router.add(subject, 0.5, asks_a)       # fires, asks something else
+        router.add(other, 0.5, asks_b)         # does not fire, asks exactly what the prompt asks
+        d = router.decide(states, torch.ones(1, 1, dtype=torch.bool), asks_b[None])
+        assert d.expert_index.tolist() == [0] and d.nearest.tolist() == [0]

@@ -103,6 +103,12 @@ class ElderConfig(PeftConfig):
         default=0.5, metadata={"help": "Weight, in logit units, of the relation query's similarity when several edits "
                                        "fire for one prompt (edits of one subject): small = a tie-break, large = the "
                                        "relation decides which edit's experts apply."})
+    scope_relation: str = field(
+        default="query", metadata={"help": "Where the relation that ranks several fired edits (edits of one subject) is "
+                                           "read, at the last prompt token: 'query' = the paper's query (FFN input below "
+                                           "the first MoLoRA block, a forward of two thirds of the model for such a "
+                                           "prompt); 'scope-block' = the output of scope_block, from the router's own "
+                                           "short forward (no extra cost)."})
     scope_earlier: int = field(default=16, metadata={"help": "Earlier edits' prompts used as negatives (most similar)."})
     train_prefixes: int = field(
         default=0, metadata={"help": "Copies of the edit prompt behind an unrelated sentence added to each training "
@@ -136,6 +142,8 @@ class ElderConfig(PeftConfig):
             raise ValueError(f"routing must be 'router', 'keyed' or 'scoped', got {self.routing!r}")
         if self.scope_key_parts not in (1, 2):
             raise ValueError(f"scope_key_parts must be 1 or 2, got {self.scope_key_parts}")
+        if self.scope_relation not in ("query", "scope-block"):
+            raise ValueError(f"scope_relation must be 'query' or 'scope-block', got {self.scope_relation!r}")
         if self.scope_temperature <= 0:
             raise ValueError("scope_temperature must be positive")
         if self.learning_rate <= 0:

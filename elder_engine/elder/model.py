@@ -97,7 +97,8 @@ class ElderModel(BaseTuner):
         self._hook = self.query_module.register_forward_pre_hook(self._capture_query)
         hidden = getattr(model.config, "hidden_size", None) or getattr(model.config, "n_embd")
         # Registered (a submodule), so state_dict() and .to() see the router's keys.
-        self.scope_router = ScopeRouter(hidden, in_out_features(self.query_module)[0],
+        relation_size = hidden if config.scope_relation == "scope-block" else in_out_features(self.query_module)[0]
+        self.scope_router = ScopeRouter(hidden, relation_size,
                                         config.scope_temperature, config.scope_margin,
                                         config.scope_relation_weight)
 

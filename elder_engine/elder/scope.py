@@ -123,8 +123,10 @@ class ScopeRouter(nn.Module):
         if relation is not None:
             similarity = (self.relation_unit(relation) @ self.relation_keys.to(relation.device).T).cpu()
             rank = logits + self.relation_weight * similarity
-        rank = torch.where(logits > 0, rank, logits - 1e3)
-        nearest = rank.argmax(dim=1)
+        fired = logits > 0
+        # an edit that does not fire never outranks one that does, whatever the weight
+        nearest = torch.where(fired.any(dim=1), rank.masked_fill(~fired, float("-inf")).argmax(dim=1),
+                              logits.argmax(dim=1))
         fire = logits.gather(1, nearest[:, None])[:, 0] > 0
         probs = torch.softmax(torch.cat([logits, torch.zeros(B, 1)], dim=1), dim=1)
         best_pos = positions.gather(1, nearest[:, None])[:, 0]
@@ -186,8 +188,11 @@ class ScopeRouter(nn.Module):
         own = float(self._max_sim(self._pack(positives[:1]), key)[0])
         hardest = float(self._max_sim(self._pack(negatives), key).max()) if negatives else -1.0
         theta = max(hardest + self.margin, floor)
-        if theta >= own:  # a negative as close as the prompt itself: split the difference
-            theta = (own + max(hardest, floor)) / 2 if hardest < own else own - 1e-4
+        if theta >= own:
+            # The prompt matches less than the floor or a negative's margin: the prompt wins
+            # (an edit that does not fire on its own prompt is lost): a margin below it, or
+            # halfway to the hardest negative when that is closer.
+            theta = max(own - self.margin, (own + hardest) / 2) if hardest < own else own - 1e-4
         return theta
 
     def add(self, key: torch.Tensor, threshold: float, relation_key: torch.Tensor) -> None:
