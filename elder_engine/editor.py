@@ -217,10 +217,10 @@ class ElderEditor:
                 loss.backward()
                 optimizer.step()
             if self.tuner.scoped:
-                key, threshold, relation = self.scope.fit(request, self.edits)
+                key, threshold, relation, own = self.scope.fit(request, self.edits)
                 for layer in self.tuner.elder_layers:
                     layer.commit_training_expert()
-                self.tuner.scope_router.add(key, threshold, relation)
+                self.tuner.scope_router.add(key, threshold, relation, own)
                 code = torch.zeros(1, 0, dtype=torch.bool)
             elif keyed:
                 owner = self.tuner.num_pool_experts

@@ -220,7 +220,7 @@ class ScopeReader:
 
     def fit(self, request: "EditRequest", earlier: Sequence) -> tuple[torch.Tensor, float, torch.Tensor]:
         """Train and calibrate the router key of a new edit. `earlier` are the engine's
-        AppliedEdits before it. Returns (key, threshold, relation key)."""
+        AppliedEdits before it. Returns (key, threshold, relation key, match on its own prompt)."""
         cfg = self.tuner.config_elder
         self.ensure_background()
         subject = self.subject_of(request)
@@ -245,7 +245,7 @@ class ScopeReader:
         as_items = lambda xs: [(p.states, torch.ones(p.states.shape[0], dtype=torch.bool)) for p in xs]
         key = self.router.fit_key(parts, as_items(pos), as_items(neg + near), cfg.scope_key_steps, cfg.scope_key_lr)
         theta = self.router.calibrate(key, as_items(pos), as_items(neg), cfg.scope_floor)
-        return key, theta, relation
+        return key, theta, relation, self.router.own_score(key, as_items(pos))
 
     def _negative_prompts(self, request, subject: str, init: torch.Tensor, earlier: Sequence) -> list[str]:
         cfg = self.tuner.config_elder

