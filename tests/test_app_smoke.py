@@ -28,3 +28,17 @@ def test_help_mentions_smoke(capsys):
     with pytest.raises(SystemExit):
         parse_args(["--help"])
     assert "--smoke" in capsys.readouterr().out
+
+
+def test_qt_calls_do_not_drop_references_to_none(qapp):
+    """PySide6 6.12.0 lost one reference to None per Qt call returning nothing; on Python 3.11
+    a long session then aborts ("deallocating None"). The pinned Qt must not."""
+    import sys
+
+    from PySide6.QtWidgets import QWidget
+
+    widget = QWidget()
+    before = sys.getrefcount(None)
+    for _ in range(1000):
+        widget.setEnabled(True)
+    assert abs(sys.getrefcount(None) - before) < 50
