@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,9 +52,9 @@ def main() -> int:
     window.show()
 
     def pump(seconds: float = 0.3) -> None:
-        end = time.perf_counter() + seconds
-        while time.perf_counter() < end:
-            app.processEvents(QEventLoop.AllEvents, 30)
+        loop = QEventLoop()
+        QTimer.singleShot(int(seconds * 1000), loop.quit)
+        loop.exec()
 
     def wait(signal, trigger=None, timeout_s=600):
         loop, got = QEventLoop(), []
@@ -71,9 +70,13 @@ def main() -> int:
             raise SystemExit(f"timed out waiting for {signal}")
         return got[0]
 
-    def idle():
-        while window.bench.busy:
-            app.processEvents(QEventLoop.AllEvents, 50)
+    def idle():   # an event loop, not a processEvents() busy loop (see benchmarks/gui_stall.py)
+        loop, timer = QEventLoop(), QTimer(interval=20)
+        timer.timeout.connect(lambda: window.bench.busy or loop.quit())
+        timer.start()
+        if window.bench.busy:
+            loop.exec()
+        timer.stop()
         pump()
 
     wait(window.bench.model_loaded, lambda: window.load_model("default"))

@@ -37,12 +37,14 @@ class WatchTableModel(QAbstractTableModel):
         self.items: list = []
         self.state = ""
         self._rows: dict[int, int] = {}
+        self._cells: list[list[dict]] = []
 
     def set_report(self, report) -> None:
         self.beginResetModel()
         self.items = list(report.items) if report is not None else []
         self.state = report.state if report is not None else ""
         self._rows = {item.id: n for n, item in enumerate(self.items)}
+        self._cells = [self._row_cells(item) for item in self.items]
         self.endResetModel()
 
     def update_item(self, item) -> None:
@@ -51,8 +53,11 @@ class WatchTableModel(QAbstractTableModel):
         if row is None:
             return
         self.items[row] = item
-        if item.state:
+        if item.state and item.state != self.state:
             self.state = item.state
+            self._cells = [self._row_cells(i) for i in self.items]
+        else:
+            self._cells[row] = self._row_cells(item)
         self.dataChanged.emit(self.index(row, 0), self.index(row, len(COLUMNS) - 1))
 
     def item(self, row: int):
@@ -77,27 +82,31 @@ class WatchTableModel(QAbstractTableModel):
         return None
 
     def data(self, index, role=Qt.DisplayRole):
-        item = self.item(index.row())
-        if item is None:
+        # A lookup in cells built when a row changes: painting calls this for every visible
+        # cell and role, and each call waits for the GIL while the worker thread computes.
+        row = index.row()
+        if not 0 <= row < len(self._cells):
             return None
-        col = index.column()
-        if role == Qt.DisplayRole:
-            return self._text(item, col)
-        if role == Qt.ToolTipRole:
-            return self._tooltip(item)
-        if role == Qt.BackgroundRole:
-            return self._background(item, col)
-        if role == Qt.ForegroundRole:
-            return self._foreground(item, col)
-        if role == Qt.FontRole and col == C_AFTER and self.current(item) and item.moved:
-            font = QFont()
-            font.setBold(True)
-            return font
-        if role == Qt.TextAlignmentRole and col == C_ID:
-            return int(Qt.AlignRight | Qt.AlignVCenter)
-        if role == Qt.UserRole:
-            return item.id
-        return None
+        return self._cells[row][index.column()].get(role)
+
+    def _row_cells(self, item) -> list[dict]:
+        tip = self._tooltip(item)
+        bold = QFont()
+        bold.setBold(True)
+        cells = []
+        for col in range(len(COLUMNS)):
+            cell = {Qt.DisplayRole: self._text(item, col), Qt.ToolTipRole: tip, Qt.UserRole: item.id}
+            background, foreground = self._background(item, col), self._foreground(item, col)
+            if background is not None:
+                cell[Qt.BackgroundRole] = background
+            if foreground is not None:
+                cell[Qt.ForegroundRole] = foreground
+            if col == C_AFTER and self.current(item) and item.moved:
+                cell[Qt.FontRole] = bold
+            if col == C_ID:
+                cell[Qt.TextAlignmentRole] = int(Qt.AlignRight | Qt.AlignVCenter)
+            cells.append(cell)
+        return cells
 
     def _text(self, item, col: int) -> str:
         if col == C_ID:
