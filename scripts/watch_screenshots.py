@@ -93,7 +93,6 @@ def main() -> int:
         wait(window.bench.edit_finished, panel.apply_button.click)
         idle()
     window.tabs.setCurrentIndex(TAB_WATCH)
-    window.watch_panel.table.selectRow(3)
     pump(1.0)
     counts = window.bench.watch.view.report.counts
     print(f"watch list: {counts}")
