@@ -13,7 +13,7 @@ from PySide6.QtGui import QColor, QFont
 
 from .. import style
 
-COLUMNS = ("#", "Prompt", "Expected", "Original model", "Before", "After", "Routing", "Status")
+COLUMNS = ("#", "Prompt", "Expected", "Original", "Before", "After", "Routing", "Status")
 C_ID, C_PROMPT, C_EXPECTED, C_ORIGINAL, C_BEFORE, C_AFTER, C_ROUTING, C_STATUS = range(len(COLUMNS))
 MOVED_BG = "#fde3a7"        # changed by the last action
 CHANGED_BG = "#ece3f8"      # differs from the original model

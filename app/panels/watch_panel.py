@@ -108,7 +108,7 @@ class WatchPanel(QWidget):
         header.setSectionResizeMode(QHeaderView.Interactive)
         for col in (C_PROMPT, C_ORIGINAL, C_BEFORE, C_AFTER):
             header.setSectionResizeMode(col, QHeaderView.Stretch)
-        for col, width in ((0, 40), (C_EXPECTED, 110), (C_ROUTING, 104), (C_STATUS, 190)):
+        for col, width in ((0, 40), (C_EXPECTED, 110), (C_ROUTING, 104), (C_STATUS, 170)):
             self.table.setColumnWidth(col, width)
         self.table.selectionModel().selectionChanged.connect(lambda *_a: self._update_buttons())
 
