@@ -18,6 +18,7 @@ from elder_engine import EditRequest, EditStarted, EditStep, Progress
 from . import eval_session
 from .engine_session import EngineSession, FieldError, HistoryState, LoadMessage, ModelInfo
 from .messages import UserMessage, describe
+from .watch_controller import WatchController
 from .worker import Job, Worker
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,7 @@ class Workbench(QObject):
         self.history = HistoryState(None)
         self.probe_queries: deque = deque(maxlen=MAX_RECENT_PROBES)   # for the router map
         self.map_stale = True
+        self.watch = WatchController(self)
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -104,6 +106,14 @@ class Workbench(QObject):
         self.history = state
         self.map_stale = True
         self.history_changed.emit(state)
+        if fresh:
+            self.watch.opened()
+
+    def _changed(self, action: str, state: HistoryState) -> None:
+        """The engine moved to another state: show the history, then re-probe the watch list."""
+        self._set_history(state)
+        if state.path:
+            self.watch.after_change(action)
 
     # -------------------------------------------------------------------- model
     def load(self, source: str, history_path: Optional[str] = None, profile: Optional[str] = None) -> Job:
@@ -152,9 +162,11 @@ class Workbench(QObject):
     def history_action(self, action: str, seq: Optional[int] = None) -> Job:
         labels = {"rollback_to": f"Rolling back to edit {seq}", "revert": f"Reverting edit {seq}",
                   "undo": "Undoing the last edit", "redo": "Redoing"}
+        names = {"rollback_to": f"rollback to #{seq}", "revert": f"revert of #{seq}"}
         return self._submit(labels.get(action, action), partial(self.session.history_action, action=action, seq=seq),
                             kind="history", cancellable=True, on_progress=self._generic_progress,
-                            on_done=self._set_history, on_cancelled=lambda _info: self.refresh_history())
+                            on_done=partial(self._changed, names.get(action, action)),
+                            on_cancelled=lambda _info: self.refresh_history())
 
     def refresh_history(self) -> Job:
         return self._submit("Reading history", lambda ctx: self.session.history_state(), on_done=self._set_history)
@@ -183,7 +195,7 @@ class Workbench(QObject):
         def done(outcome) -> None:
             self.map_stale = True
             self.edit_finished.emit(outcome)
-            self._set_history(outcome.history)
+            self._changed(f"edit #{outcome.history.head}", outcome.history)
 
         def error(exc) -> bool:
             self.edit_failed.emit()
@@ -251,7 +263,7 @@ class Workbench(QObject):
 
     def keep_eval_edits(self, run, settings: Optional[dict] = None) -> Job:
         def done(state) -> None:
-            self._set_history(state)
+            self._changed("the kept evaluation edits", state)
             self.message.emit(UserMessage("Edits kept", f"{len(run.records)} edits were applied to your model "
                                           "and recorded in the history.", "info"))
         return self._submit("Keeping evaluation edits", partial(eval_session.keep_edits, session=self.session,

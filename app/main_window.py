@@ -21,11 +21,12 @@ from .panels.eval_panel import EvalPanel
 from .panels.history_panel import HistoryPanel
 from .panels.probe_panel import ProbePanel
 from .panels.router_map import RouterMapPanel
+from .panels.watch_panel import WatchPanel
 from .settings import AppSettings
 from .status_bar import WorkbenchStatusBar
 from .widgets import MessageBar
 
-TAB_PROBE, TAB_MAP, TAB_HISTORY, TAB_EVAL = range(4)
+TAB_PROBE, TAB_MAP, TAB_HISTORY, TAB_EVAL, TAB_WATCH = range(5)
 BUNDLE_FILTER = "ELDER bundles (*.elderbundle);;All files (*)"
 HISTORY_FILTER = "Edit histories (*.elderdb *.sqlite *.db);;All files (*)"
 
@@ -42,6 +43,7 @@ class MainWindow(QMainWindow):
         self.map_panel = RouterMapPanel()
         self.history_panel = HistoryPanel()
         self.eval_panel = EvalPanel()
+        self.watch_panel = WatchPanel()
         self._build_layout()
         self.actions_ = build_menus(self)
         self.status = WorkbenchStatusBar()
@@ -65,6 +67,7 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.map_panel, "Router map")
         self.tabs.addTab(self.history_panel, "History")
         self.tabs.addTab(self.eval_panel, "Evaluate")
+        self.tabs.addTab(self.watch_panel, "Watch list")
         self.splitter = QSplitter(Qt.Horizontal)
         self.splitter.addWidget(left)
         self.splitter.addWidget(self.tabs)
@@ -127,6 +130,8 @@ class MainWindow(QMainWindow):
         self.eval_panel.run_requested.connect(self._evaluate)
         self.eval_panel.cancel_button.clicked.connect(self.cancel_job)
         self.eval_panel.keep_requested.connect(self._keep_eval)
+        self.watch_panel.bind(b.watch)
+        self.watch_panel.title_changed.connect(lambda title: self.tabs.setTabText(TAB_WATCH, title))
         self.status.threads_requested.connect(self._set_threads)
         self.status.cancel_requested.connect(self.cancel_job)
         self.tabs.currentChanged.connect(self._on_tab)
@@ -162,6 +167,7 @@ class MainWindow(QMainWindow):
         self.history_panel.set_enabled(ready)
         self.map_panel.set_enabled(ready)
         self.eval_panel.set_enabled(ready)
+        self.watch_panel.set_enabled(ready)
         a = self.actions_
         for action in (a.open_history, a.new_history, a.export_bundle, a.import_bundle, a.undo, a.redo):
             action.setEnabled(ready)

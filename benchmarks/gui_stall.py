@@ -2,7 +2,11 @@
 default model while a timer measures the longest stall of the GUI event loop.
 
     QT_QPA_PLATFORM=offscreen ELDER_CACHE_DIR=~/.cache/elder_workbench \
-        .venv/bin/python benchmarks/gui_stall.py [--threads 1] [--repeat 1]
+        .venv/bin/python benchmarks/gui_stall.py [--threads 1] [--repeat 1] [--watch 50]
+
+Before the first round, `--watch N` prompts (COUNTERFACT sample neighbourhood and attribute
+prompts) are pasted into the watch list through its dialog; every edit then re-probes them in
+the worker while the table fills row by row (0: no watch list).
 
 A 5 ms QTimer runs on the GUI thread; a stall is the time between two ticks beyond those
 5 ms. The model lives in the worker thread, so the GUI should only ever wait for its own
@@ -52,7 +56,19 @@ class StallMeter:
         self.last = now
 
 
-def run(threads: int, repeat: int, profile: str | None = None) -> int:
+def watch_prompts(n: int) -> list[str]:
+    import json
+    records = json.loads((ROOT / "resources" / "samples" / "counterfact_sample.json").read_text())
+    prompts = []
+    for key in ("neighborhood_prompts", "attribute_prompts"):
+        for record in records:
+            prompts += [p for p in record[key] if p not in prompts]
+    if len(prompts) < n:
+        raise SystemExit(f"--watch {n}: the sample has only {len(prompts)} prompts")
+    return prompts[:n]
+
+
+def run(threads: int, repeat: int, profile: str | None = None, watch: int = 50) -> int:
     from PySide6.QtCore import QEventLoop, QTimer
     from PySide6.QtWidgets import QApplication
 
@@ -86,8 +102,15 @@ def run(threads: int, repeat: int, profile: str | None = None) -> int:
         return got[0]
 
     def idle():
-        while window.bench.busy:
-            app.processEvents(QEventLoop.AllEvents, 50)
+        # An event loop, not a processEvents() busy loop: PySide6 6.12 on Python 3.11 drops a
+        # reference to None on every call of a void Qt method, and a minute-long busy loop
+        # of them drains None's count to zero (a fatal error).
+        loop, timer = QEventLoop(), QTimer(interval=20)
+        timer.timeout.connect(lambda: window.bench.busy or loop.quit())
+        timer.start()
+        if window.bench.busy:
+            loop.exec()
+        timer.stop()
 
     meter = StallMeter()
     started = time.perf_counter()
@@ -95,6 +118,19 @@ def run(threads: int, repeat: int, profile: str | None = None) -> int:
     idle()
     load_s = time.perf_counter() - started
     meter.start()
+    if watch:
+        meter.phase = f"watch list: paste {watch} prompts"
+        window.tabs.setCurrentIndex(4)
+        dialog = window.watch_panel.ask_paste()
+        dialog.text.setPlainText("\n".join(watch_prompts(watch)))
+        wait(window.bench.watch.changed, dialog.accept)
+        idle()
+        meter.phase = f"watch list: first probe of {watch} prompts (original + edited)"
+        started = time.perf_counter()
+        wait(window.bench.watch.running, window.watch_panel.run_button.click)
+        idle()
+        print(f"watch list: first probe of {watch} prompts in {time.perf_counter() - started:.1f} s")
+        window.tabs.setCurrentIndex(0)
     for i in range(repeat):
         meter.phase = "edit"
         panel = window.edit_panel
@@ -105,7 +141,17 @@ def run(threads: int, repeat: int, profile: str | None = None) -> int:
         edit_s = time.perf_counter() - edit_started
         meter.phase = "probe after edit"
         wait(window.bench.probe_done)
+        watch_started = time.perf_counter()
+        if watch:
+            meter.phase = f"watch list: re-probe of {watch} prompts after the edit"
+            window.tabs.setCurrentIndex(4)
         idle()
+        watch_s = time.perf_counter() - watch_started
+        if watch:
+            counts = window.bench.watch.view.report.counts
+            print(f"round {i + 1}: watch re-probe {watch_s:.1f} s, {counts['changed']} of {counts['prompts']} "
+                  f"changed, {counts['fired']} fired")
+            window.tabs.setCurrentIndex(0)
         meter.phase = "probe"
         window.probe_panel.set_query("Who wrote the play Hamlet?")
         probe_started = time.perf_counter()
@@ -132,6 +178,7 @@ def run(threads: int, repeat: int, profile: str | None = None) -> int:
           f"torch threads {torch.get_num_threads()}; "
           f"{len(stalls)} ticks of {TICK_MS} ms; cores {os.cpu_count()}, load average "
           f"{os.getloadavg()[0]:.1f}")
+    print(f"references to None left: {sys.getrefcount(None)} (a void Qt call drops one under PySide6 6.12)")
     print(f"GUI stall: median {q[49]:.1f} ms, p99 {q[98]:.1f} ms, longest {worst:.1f} ms (during {where})")
     print(f"LONGEST_STALL_MS={worst:.1f}")
     return 0 if worst < BUDGET_MS else 1
@@ -142,8 +189,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1, help="PyTorch threads (default 1)")
     parser.add_argument("--repeat", type=int, default=1, help="edit + probe rounds")
     parser.add_argument("--profile", help="ELDER profile (default: the engine's default profile)")
+    parser.add_argument("--watch", type=int, default=50, help="prompts on the watch list (default 50; 0: none)")
     args = parser.parse_args()
-    return run(args.threads, args.repeat, args.profile)
+    return run(args.threads, args.repeat, args.profile, args.watch)
 
 
 if __name__ == "__main__":

@@ -224,8 +224,16 @@ def check_args(args) -> None:
         if command == "history" and action == "import":
             check_history_file(args.db, must_be_new=True)
         else:
-            writing = command == "edit" or action in ("rollback", "revert", "redo") or bool(getattr(args, "keep", False))
+            writing = command == "edit" or action in ("rollback", "revert", "redo") or bool(getattr(args, "keep", False)) \
+                or getattr(args, "watch_action", None) in ("add", "remove", "run")
             check_history_file(args.db, must_exist=command == "history", writing=writing)
+    if command == "history" and action == "watch":
+        from .watch_cmd import check
+        check(args)
+        if getattr(args, "file", None):
+            check_input_file(args.file, "--file")
+        if args.watch_action == "export":
+            check_output_file(args.path, "export")
     if command == "history" and action == "import":
         check_bundle(args.path)
     if command == "history" and action == "export":

@@ -1,6 +1,7 @@
 """`history`, `edit`, `probe`: the edit history from the command line.
 
     python -m elder_engine history --db FILE list | rollback K | revert J | redo | export PATH | import PATH
+    python -m elder_engine history --db FILE watch add|list|run|remove|export ...   (see watch_cmd.py)
     python -m elder_engine edit --db FILE --prompt TEXT --target TEXT [--paraphrase TEXT ...]
     python -m elder_engine probe --db FILE --query TEXT [--target TEXT] [--keep]
 
@@ -49,7 +50,10 @@ def _listing(history) -> dict:
 
 @command("history")
 def run_history(args) -> int:
-    """List, roll back, revert, redo, export or import an edit history."""
+    """List, roll back, revert, redo, export or import an edit history; its watch list."""
+    if args.action == "watch":
+        from . import watch_cmd
+        return watch_cmd.run(args, _open)
     if args.action == "import":
         from .history import EditHistory
 
@@ -85,6 +89,8 @@ def _configure_history(p) -> None:
         "--count", type=int, default=None, help="only the next N")
     sub.add_parser("export", help="write the current state and edit list to one bundle file").add_argument("path")
     sub.add_parser("import", help="create the history (--db, must not exist) from a bundle").add_argument("path")
+    from . import watch_cmd
+    watch_cmd.configure(sub)
 
 
 run_history.configure = _configure_history

@@ -8,7 +8,8 @@
 
 Layout: schema.py (tables, version, migrations), store.py (file, transactions, error
 messages), snapshots.py (keyframes and exact replay: the mechanism and its trade-offs),
-history.py (EditHistory), entries.py (what it hands out), bundle.py (portable single-file export/import).
+history.py (EditHistory), entries.py (what it hands out), bundle.py (portable single-file export/import),
+watch.py and watch_io.py (the watch list: prompts re-probed after every change, and its files).
 """
 
 from .bundle import load_bundle, read_bundle
@@ -16,6 +17,10 @@ from .entries import HistoryChanged, HistoryEntry
 from .history import EditHistory
 from .schema import SCHEMA_VERSION
 from .snapshots import DEFAULT_KEYFRAME_BUDGET_S
+from .watch import WATCH_TOKENS, WatchItem, WatchList, WatchReport
+from .watch_io import ARROW as WATCH_ARROW
+from .watch_io import parse_text as parse_watch_text
 
 __all__ = ["DEFAULT_KEYFRAME_BUDGET_S", "EditHistory", "HistoryChanged", "HistoryEntry", "SCHEMA_VERSION",
-           "load_bundle", "read_bundle"]
+           "WATCH_ARROW", "WATCH_TOKENS", "WatchItem", "WatchList", "WatchReport", "load_bundle", "parse_watch_text",
+           "read_bundle"]

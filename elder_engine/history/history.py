@@ -29,6 +29,7 @@ from .entries import request_from_row as _request
 from .entries import training_record as _record
 from .schema import EditRow, EvalRunRow, Info, ModelRow, ProbeRow, StateRow, utcnow
 from .store import Store
+from .watch import WatchList
 
 
 class _Cancelled(Exception):
@@ -126,7 +127,10 @@ class EditHistory:
 
     def nearest_seq(self, result: ProbeResult) -> Optional[int]:
         """The sequence number of a probe's nearest edit (None: none, or a pre-history edit)."""
-        i = result.nearest_edit
+        return self.seq_of(result.nearest_edit)
+
+    def seq_of(self, i: Optional[int]) -> Optional[int]:
+        """The sequence number of the engine's edit `i` (None: a pre-history edit, or none)."""
         if i is None or i < len(self._base_edits):
             return None
         i -= len(self._base_edits)
@@ -150,6 +154,20 @@ class EditHistory:
         with self._store.read() as s:
             return [{"id": r.id, "created_at": r.created_at.isoformat(), "head": r.head, "summary": r.summary,
                      "settings": r.settings} for r in s.scalars(select(EvalRunRow).order_by(EvalRunRow.id))]
+
+    @property
+    def watch(self) -> WatchList:
+        return WatchList(self._store)
+
+    @property
+    def state_key(self) -> str:
+        """Names the engine's current state (its chain of applied edits)."""
+        return self._keys[-1]
+
+    def run_watch(self, cancel: Optional[CancelToken] = None, **kwargs) -> Iterator[Progress]:
+        """Re-probe the watch list in the current state (see `watch.WatchList.run`)."""
+        self._ready()
+        return self.watch.run(self.editor, self.state_key, self.head, cancel, self.seq_of, **kwargs)
 
     def storage_bytes(self) -> int:
         return self._store.file_bytes()
@@ -209,6 +227,7 @@ class EditHistory:
                           rng_after=rng, **_record(applied, key, cost)))
             kind = "keyframe" if since >= self.keyframe_budget_s else "head"
             self._put_head(s, key, self._chain + [seq], kind, captured)
+            self.watch.seed(s, locality)  # the prompts the user wants unchanged are watched from now on
         self._chain.append(seq)
         self._keys.append(key)
 

@@ -8,7 +8,9 @@ One file holds one history of one model:
 - `states`    engine states: the base (before any edit), keyframes, and the head, each a
               list of tensors kept in `tensor_blobs` by content (shared between states);
 - `probes`    probe results the user chose to keep;
-- `eval_runs` evaluation runs with their metrics and settings.
+- `eval_runs` evaluation runs with their metrics and settings;
+- `watch`     the watch list: prompts re-probed after every change, with their last answers
+              (schema 3).
 
 The version lives in `info` (inside the same transactions as the data) and the file is marked
 with SQLite's `application_id`, so that another program's SQLite file is recognised as such
@@ -23,12 +25,12 @@ from datetime import datetime, timezone
 from typing import Callable, Optional
 
 from sqlalchemy import (
-    JSON, CheckConstraint, DateTime, Float, Integer, LargeBinary, String, Text, TypeDecorator,
+    JSON, Boolean, CheckConstraint, DateTime, Float, Integer, LargeBinary, String, Text, TypeDecorator,
 )
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 APPLICATION_ID = 0x454C4452  # "ELDR": tells our files apart from other SQLite databases
 STATUSES = ("applied", "rolled_back", "reverted")
 
@@ -145,6 +147,28 @@ class EvalRunRow(Base):
     settings: Mapped[dict] = mapped_column(JSON)
 
 
+class WatchRow(Base):
+    """One watched prompt. The original model's answer never changes for a history's model,
+    so it is kept once (`original_key` says how it was generated); `before` / `after` are the
+    answers in the last two engine states the list was probed in (`state` is the chain key
+    of `after`'s state), so a restart still shows what the last action changed."""
+    __tablename__ = "watch"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    prompt: Mapped[str] = mapped_column(Text, unique=True)
+    expected: Mapped[str] = mapped_column(Text, default="")           # "" = no expected answer
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    original: Mapped[Optional[str]] = mapped_column(Text, nullable=True)
+    original_key: Mapped[str] = mapped_column(String(64), default="")
+    before: Mapped[Optional[str]] = mapped_column(Text, nullable=True)
+    before_fired: Mapped[Optional[bool]] = mapped_column(Boolean, nullable=True)
+    after: Mapped[Optional[str]] = mapped_column(Text, nullable=True)
+    after_fired: Mapped[Optional[bool]] = mapped_column(Boolean, nullable=True)
+    after_seq: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)   # the edit it fired on
+    state: Mapped[str] = mapped_column(String(64), default="")
+    head: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
+    probed_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime, nullable=True)
+
+
 # ------------------------------------------------------------------ migrations
 # MIGRATIONS[v] upgrades a file from version v to v + 1 inside the caller's transaction.
 # Version 1 is the first released schema.
@@ -156,7 +180,34 @@ def _add_subject(conn: Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE edits ADD COLUMN subject TEXT NOT NULL DEFAULT ''")
 
 
-MIGRATIONS: dict[int, Migration] = {1: _add_subject}
+# Written out rather than taken from `WatchRow`, so that this step stays what it was when a
+# later version changes the model; tests/test_watch.py checks that it matches a new file.
+_WATCH_DDL = """CREATE TABLE IF NOT EXISTS watch (
+    id INTEGER NOT NULL,
+    prompt TEXT NOT NULL,
+    expected TEXT NOT NULL,
+    created_at DATETIME NOT NULL,
+    original TEXT,
+    original_key VARCHAR(64) NOT NULL,
+    before TEXT,
+    before_fired BOOLEAN,
+    after TEXT,
+    after_fired BOOLEAN,
+    after_seq INTEGER,
+    state VARCHAR(64) NOT NULL,
+    head INTEGER,
+    probed_at DATETIME,
+    PRIMARY KEY (id),
+    UNIQUE (prompt)
+)"""
+
+
+def _add_watch(conn: Connection) -> None:
+    """2 -> 3: the watch list (empty in an old file)."""
+    conn.exec_driver_sql(_WATCH_DDL)
+
+
+MIGRATIONS: dict[int, Migration] = {1: _add_subject, 2: _add_watch}
 
 
 def migrate(conn: Connection, found: int, target: int = SCHEMA_VERSION,
