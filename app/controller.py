@@ -159,6 +159,16 @@ class Workbench(QObject):
                             partial(self.session.open_history, path=path, create=create),
                             on_progress=self._generic_progress, on_done=partial(self._set_history, fresh=True))
 
+    def new_history(self, path: str, prompt_format: str) -> Job:
+        """A new history in `prompt_format` (another format than the engine's reloads the model)."""
+        def done(result) -> None:
+            info, state = result
+            self._info(info)
+            self._set_history(state, fresh=True)
+        return self._submit("Creating history", partial(self.session.new_history, path=path,
+                                                        prompt_format=prompt_format),
+                            on_progress=self._generic_progress, on_done=done, doing="creating the history")
+
     def history_action(self, action: str, seq: Optional[int] = None) -> Job:
         labels = {"rollback_to": f"Rolling back to edit {seq}", "revert": f"Reverting edit {seq}",
                   "undo": "Undoing the last edit", "redo": "Redoing"}
