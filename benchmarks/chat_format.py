@@ -109,7 +109,7 @@ def main(argv=None) -> int:
     ap.add_argument("--offset", type=int, default=0)
     ap.add_argument("--limit", type=int, default=100)
     ap.add_argument("--tokens", type=int, default=16, help="answers: greedy tokens per question")
-    ap.add_argument("--chat-query", default="prompt", choices=["prompt", "user"])
+    ap.add_argument("--chat-query", default="text", choices=["prompt", "user", "text"])
     ap.add_argument("--plain", action="store_true", help="routing: in plain text instead (for comparison)")
     ap.add_argument("--profile", default=None)
     ap.add_argument("--threads", type=int, default=1)

@@ -18,7 +18,9 @@ carries nothing a router could mistake for a subject.
 
 Where routing reads "the end of the prompt" (`ElderConfig.chat_query`): `prompt` = the last
 token of the generation prompt (the last token before the reply, as in plain text); `user` =
-the last token of the user's own text. Measured on the dev records (README, "Chat format").
+the last token of the user's own text; `text` = the user's text read by the scoped router on
+its own, as in plain text (the model's own forward is still in the template; the paper's query
+is read at the end of the user's text). Measured on the dev records (README, "Chat format").
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from .errors import EditRequestError
 
 PLAIN, CHAT = "plain", "chat"
 FORMATS = (PLAIN, CHAT)
-QUERY_POINTS = ("prompt", "user")  # ElderConfig.chat_query
+QUERY_POINTS = ("prompt", "user", "text")  # ElderConfig.chat_query
 # Rendered in the user's place; letters only, so that templates that trim or escape the
 # message leave it intact.
 _SLOT = "ELDERPROMPTSLOTq7x"
@@ -56,7 +58,7 @@ class PromptFormat:
     name: str = PLAIN
     head: tuple[int, ...] = ()   # chat: the template's tokens before the user's text (system turn, user header)
     tail: tuple[int, ...] = ()   # chat: after it (end of the user turn, the generation prompt)
-    query_at: str = "prompt"     # chat: where routing reads the prompt's end (QUERY_POINTS)
+    query_at: str = "text"       # chat: where routing reads the prompt's end (QUERY_POINTS)
 
     @property
     def chat(self) -> bool:
@@ -75,12 +77,12 @@ class PromptFormat:
     @property
     def query_back(self) -> int:
         """Tokens between the routing query and the last prompt token (0: the last one)."""
-        return len(self.tail) if self.chat and self.query_at == "user" else 0
+        return len(self.tail) if self.chat and self.query_at in ("user", "text") else 0
 
     def routing_frame(self) -> tuple[list[int], list[int]]:
         """(tokens in front of the user's text, tokens after it) as the router reads a prompt in
         this format; plain text has neither (the router adds its own sink prefix)."""
-        if not self.chat:
+        if not self.chat or self.query_at == "text":
             return [], []
         return list(self.head), ([] if self.query_at == "user" else list(self.tail))
 
@@ -92,7 +94,7 @@ class PromptFormat:
 PLAIN_FORMAT = PromptFormat()
 
 
-def make_format(name: str, tokenizer, query_at: str = "prompt") -> PromptFormat:
+def make_format(name: str, tokenizer, query_at: str = "text") -> PromptFormat:
     """The format `name` for this tokenizer; EditRequestError when it cannot be used."""
     if name not in FORMATS:
         raise EditRequestError(f"Unknown prompt format {name!r}; choose {' or '.join(FORMATS)}.")

@@ -29,7 +29,7 @@ def chat_editor(profile="scoped-router", seed=0, **overrides):
 # ------------------------------------------------------------------ tokens
 def test_chat_tokens_are_the_templates_own_and_plain_tokens_are_unchanged():
     tok = tiny_tokenizer(chat=True)
-    fmt = make_format("chat", tok)
+    fmt = make_format("chat", tok, query_at="prompt")
     rendered = tok.apply_chat_template([{"role": "user", "content": QUESTION}], add_generation_prompt=True,
                                        tokenize=False)
     assert fmt.prompt_ids(tok, QUESTION) == tok(rendered, add_special_tokens=False)["input_ids"]
@@ -53,9 +53,10 @@ def test_a_template_from_a_tokenizer_config_survives_saving_and_loading(tmp_path
         make_format("chat", tiny_tokenizer(chat=True)).prompt_ids(tiny_tokenizer(chat=True), QUESTION)
 
 
-def test_the_user_query_point_reads_the_last_token_of_the_users_text():
+@pytest.mark.parametrize("query_at", ["user", "text"])
+def test_the_user_query_point_reads_the_last_token_of_the_users_text(query_at):
     tok = tiny_tokenizer(chat=True)
-    fmt = make_format("chat", tok, query_at="user")
+    fmt = make_format("chat", tok, query_at=query_at)
     batch = encode(tok, [QUESTION], ["blue"], fmt)
     q = int(batch.query_positions[0])
     assert int(batch.input_ids[0, q]) == tok.convert_tokens_to_ids("?")
@@ -78,11 +79,12 @@ def test_an_edit_in_chat_sticks_and_deferred_queries_get_the_original_output_exa
     editor.apply(EditRequest("the capital of france is", "london", subject="france"))
     scores, _ = token_accuracy(editor, [("the capital of france is", "london")])
     assert scores == [1.0]
-    other = ["what colour is the sky ?", "who wrote hamlet ?"]
-    if profile == "scoped-router":
-        assert editor.expert_index(other).tolist() == [-1, -1]
-        edited, _ = editor.target_logits(other, ["blue", "shakespeare"])
-        original, _ = editor.target_logits(other, ["blue", "shakespeare"], original=True)
+    if profile == "scoped-router":  # a tiny random model routes arbitrarily: check those that defer
+        other = [p for p in ("what colour is the sky ?", "who wrote hamlet ?")
+                 if int(editor.expert_index([p])[0]) == -1]
+        assert other, "an unrelated prompt must defer"
+        edited, _ = editor.target_logits(other, ["blue"] * len(other))
+        original, _ = editor.target_logits(other, ["blue"] * len(other), original=True)
         assert torch.equal(edited, original)
         assert editor.generate(other, 4) == editor.generate(other, 4, original=True)
     fired, _ = editor.target_logits(["the capital of france is"], ["london"])
@@ -91,7 +93,7 @@ def test_an_edit_in_chat_sticks_and_deferred_queries_get_the_original_output_exa
 
 
 def test_the_router_reads_the_prompt_inside_the_template():
-    editor = chat_editor()
+    editor = chat_editor(chat_query="prompt")
     tok, fmt = editor.tokenizer, editor.prompt_format
     (item,) = editor.scope.states([QUESTION])
     n_text = len(tok(QUESTION, add_special_tokens=False)["input_ids"])
@@ -102,6 +104,10 @@ def test_the_router_reads_the_prompt_inside_the_template():
     (short,) = user.scope.states([QUESTION])
     assert short.states.shape[0] == n_text
     torch.testing.assert_close(short.states, item.states[:n_text])
+    # `text`: the router reads the user's text on its own, exactly as in plain text
+    (bare,) = chat_editor(chat_query="text").scope.states([QUESTION])
+    (plain,) = chat_editor(prompt_format="plain").scope.states([QUESTION])
+    assert torch.equal(bare.states, plain.states) and not torch.equal(bare.states, item.states[:n_text])
 
 
 def test_the_format_is_fixed_once_an_engine_has_edits():

@@ -84,7 +84,7 @@ class BaselineEditor:
         self.edits: list[AppliedEdit] = []
         # ELDER's prompt format, so that a comparison feeds every method the same tokens. Their
         # query stays the last prompt token: GRACE's generation reads it there.
-        self.prompt_format = make_format(elder_config.prompt_format, self.tokenizer)
+        self.prompt_format = make_format(elder_config.prompt_format, self.tokenizer, "prompt")
 
     # ------------------------------------------------------------- subclass hooks
     def trainable(self) -> list[nn.Parameter]:
