@@ -116,7 +116,8 @@ class Workbench(QObject):
             self.watch.after_change(action)
 
     # -------------------------------------------------------------------- model
-    def load(self, source: str, history_path: Optional[str] = None, profile: Optional[str] = None) -> Job:
+    def load(self, source: str, history_path: Optional[str] = None, profile: Optional[str] = None,
+             prompt_format: Optional[str] = None) -> Job:
         self.model_loading.emit(source)
 
         def progress(event) -> None:
@@ -135,7 +136,8 @@ class Workbench(QObject):
             return False
 
         return self._submit(f"Loading {source}", partial(self.session.load, source=source, threads=self.threads,
-                                                          history_path=history_path, profile=profile),
+                                                          history_path=history_path, profile=profile,
+                                                          prompt_format=prompt_format),
                             kind="load", on_done=done, on_progress=progress, on_error=error, doing="loading the model")
 
     def set_threads(self, threads: int) -> None:

@@ -195,12 +195,13 @@ class MainWindow(QMainWindow):
         return answer == QMessageBox.Yes
 
     # ------------------------------------------------------------------ model
-    def load_model(self, source: str, history_path: Optional[str] = None, profile: Optional[str] = None) -> None:
+    def load_model(self, source: str, history_path: Optional[str] = None, profile: Optional[str] = None,
+                   prompt_format: Optional[str] = None) -> None:  # the format of a new history (None: by the model)
         if self.bench.busy:
             self.show_message(UserMessage("Busy", "Wait for the running job to finish, or cancel it.", "warning"))
             return
         self.message_bar.hide()
-        self.bench.load(source, history_path, profile or self.settings.profile())
+        self.bench.load(source, history_path, profile or self.settings.profile(), prompt_format)
 
     def _switch_profile(self, name: str) -> None:
         info = self.bench.info

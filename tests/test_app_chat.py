@@ -27,7 +27,7 @@ def test_alternatives_view_shows_tokens_bars_and_percentages(qtbot):
 
 @pytest.fixture(scope="module")
 def wb(qapp, tmp_path_factory):
-    yield from workbench(tmp_path_factory, "chat")
+    yield from workbench(tmp_path_factory, "chat", prompt_format=None)   # the app's own default
 
 
 @pytest.mark.real_model
