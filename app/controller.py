@@ -116,7 +116,8 @@ class Workbench(QObject):
             self.watch.after_change(action)
 
     # -------------------------------------------------------------------- model
-    def load(self, source: str, history_path: Optional[str] = None, profile: Optional[str] = None) -> Job:
+    def load(self, source: str, history_path: Optional[str] = None, profile: Optional[str] = None,
+             prompt_format: Optional[str] = None) -> Job:
         self.model_loading.emit(source)
 
         def progress(event) -> None:
@@ -135,7 +136,8 @@ class Workbench(QObject):
             return False
 
         return self._submit(f"Loading {source}", partial(self.session.load, source=source, threads=self.threads,
-                                                          history_path=history_path, profile=profile),
+                                                          history_path=history_path, profile=profile,
+                                                          prompt_format=prompt_format),
                             kind="load", on_done=done, on_progress=progress, on_error=error, doing="loading the model")
 
     def set_threads(self, threads: int) -> None:
@@ -158,6 +160,16 @@ class Workbench(QObject):
         return self._submit("Creating history" if create else "Opening history",
                             partial(self.session.open_history, path=path, create=create),
                             on_progress=self._generic_progress, on_done=partial(self._set_history, fresh=True))
+
+    def new_history(self, path: str, prompt_format: str) -> Job:
+        """A new history in `prompt_format` (another format than the engine's reloads the model)."""
+        def done(result) -> None:
+            info, state = result
+            self._info(info)
+            self._set_history(state, fresh=True)
+        return self._submit("Creating history", partial(self.session.new_history, path=path,
+                                                        prompt_format=prompt_format),
+                            on_progress=self._generic_progress, on_done=done, doing="creating the history")
 
     def history_action(self, action: str, seq: Optional[int] = None) -> Job:
         labels = {"rollback_to": f"Rolling back to edit {seq}", "revert": f"Reverting edit {seq}",

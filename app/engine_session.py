@@ -19,7 +19,7 @@ import torch
 
 from elder_engine import (
     DEFAULT_PROFILE, EditCancelled, EditFinished, EditRequest, EditRequestError, ElderEditor, HistoryError,
-    LoadSettings, Progress, get_profile, load_model, profile_names,
+    LoadSettings, Progress, get_profile, has_chat_template, load_model, profile_names,
 )
 
 from . import runtime
@@ -52,6 +52,11 @@ class ModelInfo:
     extra_parameters: int
     config: dict
     blocks: tuple = ()                        # transformer blocks that carry MoLoRA layers
+    chat_template: bool = False               # the tokenizer has one: the chat format is available
+
+    @property
+    def prompt_format(self) -> str:
+        return str(self.config.get("prompt_format", "plain"))
 
     @property
     def profile(self) -> str:
@@ -70,6 +75,7 @@ class HistoryState:
     head: int = 0
     available: bool = True
     probes: tuple = ()                        # queries probed earlier, kept in the history
+    prompt_format: str = "plain"              # the history's format, fixed for its life
 
 
 @dataclass(frozen=True)
@@ -129,16 +135,20 @@ class EngineSession:
 
     # ------------------------------------------------------------------ model
     def load(self, ctx: JobContext, source: str, threads: int, history_path: Optional[str] = None,
-             profile: Optional[str] = None, device: str = "cpu") -> Iterator:
+             profile: Optional[str] = None, device: str = "cpu", prompt_format: Optional[str] = None) -> Iterator:
         """Load `source`, attach ELDER with `profile` and open its history (the per-model
-        default file when `history_path` is None). The previous model stays usable if this fails."""
+        default file when `history_path` is None). A history that exists keeps its own prompt
+        format; a new one gets `prompt_format`, by default chat when the model has a chat
+        template (an instruct model answers questions only in it). The previous model stays
+        usable if this fails."""
         yield LoadMessage("Loading libraries...")
         settings = LoadSettings(threads=threads, device=device,
                                 cache_dir=os.environ.get("ELDER_CACHE_DIR"))
         loaded = load_model(source, settings, progress=lambda text: ctx.emit(LoadMessage(text)))
         yield LoadMessage("Attaching ELDER adapters...")
         profile = profile if profile in profile_names() else DEFAULT_PROFILE
-        editor = ElderEditor(loaded, get_profile(profile))
+        fmt = prompt_format or ("chat" if has_chat_template(loaded.tokenizer) else "plain")
+        editor = ElderEditor(loaded, get_profile(profile).replace(prompt_format=fmt))
         path = history_path or str(self.default_history_path(loaded.fingerprint, profile))
         history = None
         if EditHistory is not None:
@@ -161,7 +171,8 @@ class EngineSession:
             display_name=loaded.display_name, source=str(loaded.source), model_type=loaded.model_type,
             device=str(loaded.device), fingerprint=loaded.fingerprint, threads=torch.get_num_threads(),
             max_context=editor.max_context, extra_parameters=editor.extra_parameters(),
-            config=dict(editor.config.elder_fields()), blocks=_blocks(editor.config.layers_to_transform))
+            config=dict(editor.config.elder_fields()), blocks=_blocks(editor.config.layers_to_transform),
+            chat_template=has_chat_template(editor.tokenizer))
 
     def _recent_probes(self, n: int = 40) -> tuple:
         if self.history is None:
@@ -203,9 +214,11 @@ class EngineSession:
         """The open history as the GUI shows it; `with_probes` adds the queries probed in
         earlier sessions (read when a history is opened)."""
         if self.history is None:
-            return HistoryState(None, available=EditHistory is not None)
+            fmt = self.editor.config.prompt_format if self.editor else "plain"
+            return HistoryState(None, available=EditHistory is not None, prompt_format=fmt)
         return HistoryState(str(self.history.path), tuple(self.history.entries()), int(self.history.head),
-                            probes=self._recent_probes() if with_probes else ())
+                            probes=self._recent_probes() if with_probes else (),
+                            prompt_format=self.history.prompt_format)
 
     def open_history(self, ctx: JobContext, path: str, create: bool) -> Iterator:
         self._need_model()
@@ -218,6 +231,22 @@ class EngineSession:
         self.close()
         self.history = history
         return self.history_state(with_probes=True)
+
+    def new_history(self, ctx: JobContext, path: str, prompt_format: str) -> Iterator:
+        """Create a history in `prompt_format`. In the engine's own format it starts from the
+        engine's state, as `open_history` does; in the other one the model is loaded afresh
+        (edits of one format cannot carry into the other). Returns (ModelInfo, HistoryState)."""
+        self._need_model()
+        if Path(path).exists():
+            raise HistoryError(f"{path} already exists. Choose a new file name, or open it instead.")
+        if prompt_format == self.editor.config.prompt_format:
+            state = yield from self.open_history(ctx, path, create=True)
+            return self.info(), state
+        if prompt_format == "chat" and not has_chat_template(self.editor.tokenizer):
+            raise EditRequestError("This model's tokenizer has no chat template; its histories use plain text.")
+        result = yield from self.load(ctx, str(self.loaded.source), torch.get_num_threads(), path,
+                                      self.editor.config.profile, self.settings.device, prompt_format)
+        return result
 
     def history_action(self, ctx: JobContext, action: str, seq: Optional[int] = None) -> Iterator:
         """rollback_to / revert / undo / redo, with the history's progress events."""

@@ -11,7 +11,7 @@ from PySide6.QtWidgets import (
     QFileDialog, QMainWindow, QMessageBox, QScrollArea, QSplitter, QTabWidget, QVBoxLayout, QWidget,
 )
 
-from . import __version__, runtime
+from . import __version__, format_choice, runtime
 from .controller import Workbench
 from .menus import build_menus
 from .messages import UserMessage
@@ -118,6 +118,7 @@ class MainWindow(QMainWindow):
         b.eval_ended.connect(self.eval_panel.on_ended)
 
         self.edit_panel.apply_requested.connect(self._apply_edit)
+        self.edit_panel.format_change_requested.connect(self.ask_new_history)
         self.edit_panel.cancel_button.clicked.connect(self.cancel_job)
         self.edit_panel.advanced.inference_changed.connect(lambda changes: b.set_inference(**changes))
         self.edit_panel.advanced.training_changed.connect(self.settings.set_training_settings)
@@ -194,12 +195,13 @@ class MainWindow(QMainWindow):
         return answer == QMessageBox.Yes
 
     # ------------------------------------------------------------------ model
-    def load_model(self, source: str, history_path: Optional[str] = None, profile: Optional[str] = None) -> None:
+    def load_model(self, source: str, history_path: Optional[str] = None, profile: Optional[str] = None,
+                   prompt_format: Optional[str] = None) -> None:  # the format of a new history (None: by the model)
         if self.bench.busy:
             self.show_message(UserMessage("Busy", "Wait for the running job to finish, or cancel it.", "warning"))
             return
         self.message_bar.hide()
-        self.bench.load(source, history_path, profile or self.settings.profile())
+        self.bench.load(source, history_path, profile or self.settings.profile(), prompt_format)
 
     def _switch_profile(self, name: str) -> None:
         info = self.bench.info
@@ -314,9 +316,8 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ history
     def _on_history(self, state) -> None:
         self.history_panel.show_history(state)
-        applied = sum(1 for e in state.entries if getattr(e, "status", "applied") == "applied")
-        self.status.set_edits(applied, len(state.entries) - sum(1 for e in state.entries
-                                                                if getattr(e, "status", "") == "reverted"))
+        self.status.show_history(state)
+        self.edit_panel.set_format(state.prompt_format, bool(self.bench.info and self.bench.info.chat_template))
 
     def history_action(self, action: str, seq: int) -> None:
         if not self.bench.has_model or self.bench.busy:
@@ -354,10 +355,9 @@ class MainWindow(QMainWindow):
         if path:
             self.bench.open_history(path)
 
-    def ask_new_history(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "New edit history", "edits.elderdb", HISTORY_FILTER)
-        if path:
-            self.bench.open_history(path, create=True)
+    def ask_new_history(self, prompt_format=None) -> None:
+        """`prompt_format`: given by the edit form's format button (a menu's `checked` is not one)."""
+        format_choice.new_history(self, HISTORY_FILTER, prompt_format if isinstance(prompt_format, str) else None)
 
     def ask_export_bundle(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Export bundle", "edits.elderbundle", BUNDLE_FILTER)

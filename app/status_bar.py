@@ -1,5 +1,5 @@
-"""Status bar: model, device, threads (changeable), number of edits, memory, and the running
-job with its progress and a Cancel button."""
+"""Status bar: model, device, threads (changeable), the history's prompt format, number of
+edits, memory, and the running job with its progress and a Cancel button."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import os
 import psutil
 from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import QLabel, QMenu, QProgressBar, QPushButton, QStatusBar, QToolButton
+
+from .format_choice import describe, label
 
 MEMORY_POLL_MS = 2000
 
@@ -40,13 +42,14 @@ class WorkbenchStatusBar(QStatusBar):
         for n in range(1, max(2, os.cpu_count() or 2) + 1):
             menu.addAction(f"{n} thread{'s' if n > 1 else ''}", lambda n=n: self.threads_requested.emit(n))
         self.threads.setMenu(menu)
+        self.format = QLabel("")
         self.edits = QLabel("0 edits")
         self.memory = QLabel("")
         self.memory.setToolTip("Resident memory of this process")
         self.addWidget(self.activity, 1)
         self.addWidget(self.job_progress)
         self.addWidget(self.cancel)
-        for widget in (self.model, self.device, self.threads, self.edits, self.memory):
+        for widget in (self.model, self.device, self.threads, self.format, self.edits, self.memory):
             self.addPermanentWidget(widget)
         self.set_threads(1)
         self._process = psutil.Process()
@@ -61,6 +64,17 @@ class WorkbenchStatusBar(QStatusBar):
 
     def set_threads(self, n: int) -> None:
         self.threads.setText(f"Threads: {n}")
+
+    def set_format(self, fmt: str) -> None:
+        self.format.setText(f"Format: {label(fmt).lower()}")
+        self.format.setToolTip(f"{describe(fmt)}. Fixed for this history; File → New history to use another.")
+
+    def show_history(self, state) -> None:
+        """The open history's format and its applied / undone edits."""
+        self.set_format(state.prompt_format)
+        applied = sum(1 for e in state.entries if getattr(e, "status", "applied") == "applied")
+        self.set_edits(applied, len(state.entries) - sum(1 for e in state.entries
+                                                          if getattr(e, "status", "") == "reverted"))
 
     def set_edits(self, applied: int, total: int) -> None:
         extra = f" ({total - applied} undone)" if total > applied else ""

@@ -29,11 +29,9 @@ DEFAULT_FILE = ROOT / "resources" / "scenarios" / "template_twins.json"
 
 def gives(editor, prompts: list[str], target: str) -> list[bool]:
     """Greedy continuation starts with the target's tokens."""
-    from elder_engine.tokens import target_ids
-
     out = []
     for p in prompts:
-        gold = target_ids(editor.tokenizer, p, target)
+        gold = editor.prompt_format.target_ids(editor.tokenizer, p, target)
         ids = editor.generate([p], len(gold))[0]
         out.append(ids[: len(gold)] == gold)
     return out
@@ -52,6 +50,7 @@ def main(argv=None) -> int:
     ap.add_argument("--tokens", type=int, default=8, help="greedy tokens compared for neighbours and unrelated")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-subject", action="store_true")
+    ap.add_argument("--chat", action="store_true", help="prompts as the user's turn of the model's chat template")
     args = ap.parse_args(argv)
 
     import torch
@@ -62,8 +61,8 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     data = json.loads(Path(args.file).read_text(encoding="utf-8"))
-    editor = ElderEditor(load_model("default", LoadSettings(threads=args.threads)),
-                         get_profile(args.profile or DEFAULT_PROFILE))
+    config = get_profile(args.profile or DEFAULT_PROFILE).replace(prompt_format="chat" if args.chat else "plain")
+    editor = ElderEditor(load_model("default", LoadSettings(threads=args.threads)), config)
     seconds, steps = [], []
     for e in data["edits"]:
         t0 = time.perf_counter()
@@ -94,7 +93,8 @@ def main(argv=None) -> int:
     failures += [("unrelated", p) for p, same in zip(data["unrelated"], un) if not same]
     share = lambda xs: round(sum(xs) / len(xs), 3) if xs else None
     result = {
-        "profile": editor.config.profile, "edits": len(data["edits"]), "reliability": share(rel),
+        "profile": editor.config.profile, "prompt_format": editor.config.prompt_format, "edits": len(data["edits"]),
+        "reliability": share(rel),
         "generalization": share(gen), "neighbours_unchanged": share(nb), "unrelated_unchanged": share(un),
         "neighbours_unchanged_listed_subject": share(nb_listed), "neighbours_listed": len(nb_listed),
         "neighbours_unchanged_unlisted_subject": share(nb_unlisted), "neighbours_unlisted": len(nb_unlisted),

@@ -24,10 +24,13 @@ from .events import (
     AppliedEdit, CancelToken, EditCancelled, EditFinished, EditStarted, EditStep, Progress,
 )
 from .loading import LoadedModel, LoadSettings, default_model_path, load_model
-from .probe import ProbeResult
+from .probe import Alternative, ProbeResult
+from .prompt_format import FORMATS as PROMPT_FORMATS
+from .prompt_format import has_chat_template
 from .state import read_state_file, write_state_file
 
 __all__ = [
+    "Alternative", "PROMPT_FORMATS", "has_chat_template",
     "AppliedEdit", "CancelToken", "DEFAULT_PROFILE", "DataFormatError", "EditCancelled", "EditFinished",
     "EditRecord", "EditRequest", "EditRequestError", "EditStarted", "EditStep", "ElderConfig", "ElderEditor",
     "ElderError", "EvalResult", "HistoryError", "LoadReport", "LoadSettings", "LoadedModel", "ModelLoadError",

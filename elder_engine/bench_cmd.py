@@ -13,7 +13,7 @@ import statistics
 import sys
 import time
 
-from .cli import add_model_options, command, emit, open_model
+from .cli import add_format_option, add_model_options, command, config_for, emit, open_model
 from .progressbar import ProgressBar
 
 
@@ -23,17 +23,19 @@ def _timed(fn, prompt: str, tokens: int) -> float:
     return time.perf_counter() - t0
 
 
-def _bare_generator(bare):
+def _bare_generator(bare, prompt_format: str):
     """The untouched base model, fed exactly as the methods feed theirs (same encoding, same
     generation settings), so the ratio measures the method and nothing else."""
     import torch
 
+    from .prompt_format import make_format
     from .tokens import encode
 
     tok = bare.tokenizer
+    fmt = make_format(prompt_format, tok)
 
     def generate(prompt: str, n: int):
-        batch = encode(tok, [prompt]).to(bare.device)
+        batch = encode(tok, [prompt], fmt=fmt).to(bare.device)
         with torch.no_grad():
             return bare.model.generate(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
                                        max_new_tokens=n, min_new_tokens=n, do_sample=False,
@@ -48,7 +50,6 @@ def run_bench(args) -> int:
 
     from .data import dev_split, load_edits
     from .editor import EditRequest
-    from .elder import DEFAULT_PROFILE, get_profile
     from .methods import build_method, method_names, parse_settings, state_bytes
 
     if args.scaling:
@@ -56,7 +57,7 @@ def run_bench(args) -> int:
         return run_scaling(args)
     names = method_names(args.method)
     settings = parse_settings(args.set)
-    elder_config = get_profile(args.profile or DEFAULT_PROFILE)
+    elder_config = config_for(args)
     data = load_edits(args.data or dev_split("zsre"), limit=args.edits)
     records = data.records
     methods, seconds, steps = {}, {}, {}
@@ -73,7 +74,7 @@ def run_bench(args) -> int:
         bar.close()
         methods[name] = method
     bare = open_model(args)  # a separate, untouched copy: the baseline is the bare model
-    runners = {"bare": _bare_generator(bare)}
+    runners = {"bare": _bare_generator(bare, elder_config.prompt_format)}
     runners.update({name: (lambda m: lambda p, n: m.generate([p], n, fixed_length=True))(m) for name, m in methods.items()})
 
     # Half edited prompts (edits fire), half unrelated ones (deferred), as a user mixes them.
@@ -116,6 +117,7 @@ def run_bench(args) -> int:
         "threads": torch.get_num_threads(),
         "model": bare.display_name,
         "profile": elder_config.profile,
+        "prompt_format": elder_config.prompt_format,
         "method": lead,
         "methods": per_method,
         "data_sha256": data.sha256,
@@ -143,6 +145,7 @@ def _configure(p) -> None:
                    help="ELDER only: seconds per edit and state size at these edit counts, e.g. 10,100,1000")
     p.add_argument("--window", type=int, default=5,
                    help="--scaling: fully trained, timed edits just before each count")
+    add_format_option(p)
     add_model_options(p)
 
 

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .cli import emit, open_model
+from .cli import config_for, emit, open_model
 from .progressbar import ProgressBar
 
 FILLER_SETTINGS = {"max_steps": 1}
@@ -56,13 +56,12 @@ def run_scaling(args) -> int:
     from .curves import parse_checkpoints
     from .data import dev_split, load_edits
     from .editor import EditRequest
-    from .elder import DEFAULT_PROFILE, get_profile
     from .methods import build_method, parse_settings, state_bytes
 
     counts = parse_checkpoints(args.scaling)
     data = load_edits(args.data or dev_split("zsre"))
     elder_settings = parse_settings(args.set).get("elder")
-    editor = build_method("elder", open_model(args), get_profile(args.profile or DEFAULT_PROFILE), elder_settings)
+    editor = build_method("elder", open_model(args), config_for(args), elder_settings)
     total = counts[-1]
     window_seconds: list[float] = []
     rows = []

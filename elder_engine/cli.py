@@ -34,6 +34,22 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", default=None, help="ELDER settings profile (default: the engine's default profile)")
 
 
+def add_format_option(p: argparse.ArgumentParser, history: bool = False) -> None:
+    follows = " (default: the history's own format; plain for a new one)" if history else " (default: plain)"
+    p.add_argument("--chat", action=argparse.BooleanOptionalAction, default=None,
+                   help="run prompts in the model's chat template: the prompt is the user's turn, the target the "
+                        "assistant's reply; --no-chat: plain text, the target continues the prompt" + follows)
+
+
+def config_for(args):
+    """The ELDER settings of --profile, in the prompt format of --chat/--no-chat when given."""
+    from .elder import DEFAULT_PROFILE, get_profile
+
+    config = get_profile(getattr(args, "profile", None) or DEFAULT_PROFILE)
+    chat = getattr(args, "chat", None)
+    return config if chat is None else config.replace(prompt_format="chat" if chat else "plain")
+
+
 def open_model(args, label: str = "model"):
     import torch
 
@@ -47,10 +63,9 @@ def open_model(args, label: str = "model"):
 
 def open_editor(args, loaded=None):
     from .editor import ElderEditor
-    from .elder import DEFAULT_PROFILE, get_profile
 
     loaded = loaded or open_model(args)
-    return ElderEditor(loaded, get_profile(args.profile or DEFAULT_PROFILE))
+    return ElderEditor(loaded, config_for(args))
 
 
 def emit(obj: dict) -> None:

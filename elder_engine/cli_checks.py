@@ -142,9 +142,12 @@ def check_output_file(path, option: str) -> Path:
     return p
 
 
-def check_history_file(path, *, must_exist: bool = False, must_be_new: bool = False, writing: bool = False) -> None:
+def check_history_file(path, *, must_exist: bool = False, must_be_new: bool = False, writing: bool = False,
+                       chat=None) -> None:
     """An existing --db must be an ELDER history this version can read (checked with the
-    history's own opening code, which needs no model and changes nothing on a refusal)."""
+    history's own opening code, which needs no model and changes nothing on a refusal), and
+    in the format --chat/--no-chat asks for, if given."""
+    from .history.schema import ModelRow
     from .history.store import SQLITE_MAGIC, Store
 
     p = Path(path).expanduser()
@@ -171,6 +174,14 @@ def check_history_file(path, *, must_exist: bool = False, must_be_new: bool = Fa
     try:
         if writing:  # locked by another program (or read-only): say so now, not after loading the model
             store.check_writable("change the history")
+        if chat is not None:
+            with store.read() as s:
+                model = s.get(ModelRow, 1)
+                have = ((model.config if model is not None else None) or {}).get("prompt_format", "plain")
+            if have != ("chat" if chat else "plain"):
+                raise ArgumentError(f"--{'chat' if chat else 'no-chat'}: the history {path} is in the {have} format, "
+                                    "and every edit of a history uses its format; leave the option out, or give a "
+                                    "new --db file to start a history in the other format.")
     finally:
         store.engine.dispose()
 
@@ -226,7 +237,8 @@ def check_args(args) -> None:
         else:
             writing = command == "edit" or action in ("rollback", "revert", "redo") or bool(getattr(args, "keep", False)) \
                 or getattr(args, "watch_action", None) in ("add", "remove", "run")
-            check_history_file(args.db, must_exist=command == "history", writing=writing)
+            check_history_file(args.db, must_exist=command == "history", writing=writing,
+                               chat=getattr(args, "chat", None))
     if command == "history" and action == "watch":
         from .watch_cmd import check
         check(args)

@@ -21,9 +21,10 @@ from .events import AppliedEdit, CancelToken, EditCancelled, EditFinished, EditS
 from .presets import draw_preset
 from .state import apply_state, check_meta, load_state, read_state_file, save_state
 from .probe import ProbeResult, run_probe
+from .prompt_format import PromptFormat, make_format
 from .elder.routing import TRAINING_EXPERT
 from .scoping import ScopeReader, prefixed_copies
-from .tokens import Batch, encode, key_ids, prompt_ids, target_ids
+from .tokens import Batch, encode, key_ids
 from .training import LowerBlockCache, full_target_logits, guided_loss, target_cross_entropy
 
 MAX_TARGET_TOKENS = 64
@@ -58,7 +59,10 @@ class ElderEditor:
         """`loaded` is a `loading.LoadedModel` (model + tokenizer + fingerprint)."""
         self.loaded = loaded
         self.tokenizer = loaded.tokenizer
-        self.tuner = ElderModel(loaded.model, config or get_profile())
+        config = config or get_profile()
+        # a chat format on a tokenizer without a template fails before ELDER touches the model
+        self._format: Optional[PromptFormat] = make_format(config.prompt_format, self.tokenizer, config.chat_query)
+        self.tuner = ElderModel(loaded.model, config)
         self.model = self.tuner.model
         self.model.eval()
         self.cache_lower_blocks = cache_lower_blocks
@@ -69,6 +73,26 @@ class ElderEditor:
     @property
     def config(self) -> ElderConfig:
         return self.tuner.config_elder
+
+    @property
+    def prompt_format(self) -> PromptFormat:
+        """How prompts and targets become tokens (config `prompt_format`, `chat_query`)."""
+        cfg, fmt = self.config, self._format
+        if fmt is None or (fmt.name, fmt.query_at) != (cfg.prompt_format, cfg.chat_query):
+            fmt = self._format = make_format(cfg.prompt_format, self.tokenizer, cfg.chat_query)
+        return fmt
+
+    def set_prompt_format(self, name: str) -> None:
+        """Switch plain/chat. Refused once the engine has edits: they were trained, keyed and
+        calibrated on the other format's tokens, and a history keeps one format for life."""
+        if name == self.config.prompt_format:
+            return
+        if self.edits:
+            raise EditRequestError(f"The engine holds {len(self.edits)} edit(s) made in the {self.config.prompt_format} "
+                                   f"format; every edit of a history uses one format. Start a new history to edit "
+                                   f"in the {name} format.")
+        make_format(name, self.tokenizer, self.config.chat_query)  # refuses chat without a template
+        self.tuner.config_elder = dataclasses.replace(self.config, prompt_format=name)
 
     @property
     def device(self) -> torch.device:
@@ -120,11 +144,12 @@ class ElderEditor:
     def validate(self, prompt: str, target: Optional[str] = None) -> None:
         if not prompt or not prompt.strip():
             raise EditRequestError("The prompt is empty; type the question or sentence to edit.")
-        n = len(prompt_ids(self.tokenizer, prompt))
+        fmt = self.prompt_format
+        n = len(fmt.prompt_ids(self.tokenizer, prompt))
         if target is not None:
             if not target.strip():
                 raise EditRequestError("The new target is empty; type the answer the model should give.")
-            t = len(target_ids(self.tokenizer, prompt, target))
+            t = len(fmt.target_ids(self.tokenizer, prompt, target))
             if t == 0:  # e.g. a tokenizer that drops characters it has no token for
                 raise EditRequestError("The target gives no tokens with this model's tokenizer, so there is "
                                        "nothing to train or score; write it with characters the model knows.")
@@ -185,7 +210,7 @@ class ElderEditor:
             yield EditStarted(request.prompt, request.target, preset, cfg.max_steps)
             prompts = [request.prompt, *request.train_paraphrases][: cfg.max_batch]
             prompts += prefixed_copies(request.prompt, min(cfg.train_prefixes, cfg.max_batch - len(prompts)))
-            batch = encode(self.tokenizer, prompts, [request.target] * len(prompts)).to(self.device)
+            batch = encode(self.tokenizer, prompts, [request.target] * len(prompts), self.prompt_format).to(self.device)
             preset_t = torch.tensor(preset, dtype=torch.long)
             index = torch.full((len(prompts),), TRAINING_EXPERT) if keyed else None
             cache = LowerBlockCache(self.tuner, batch, index) if self.cache_lower_blocks else None
@@ -273,7 +298,7 @@ class ElderEditor:
     # -------------------------------------------------------------- scoring
     @torch.no_grad()
     def target_logits(self, prompts: list[str], targets: list[str], *, original: bool = False) -> tuple[torch.Tensor, Batch]:
-        batch = encode(self.tokenizer, prompts, targets).to(self.device)
+        batch = encode(self.tokenizer, prompts, targets, self.prompt_format).to(self.device)
         if original:
             with self.original():
                 return full_target_logits(self.tuner, batch, deferral=False), batch
@@ -286,7 +311,7 @@ class ElderEditor:
         """Greedy continuations (token ids) of left-padded prompts, routing per sequence.
         `fixed_length` generates exactly max_new_tokens (no stop at EOS): timings then compare
         the same amount of work whatever the edit makes the model answer."""
-        batch = encode(self.tokenizer, prompts).to(self.device)
+        batch = encode(self.tokenizer, prompts, fmt=self.prompt_format).to(self.device)
         pad = self.tokenizer.pad_token_id
         kwargs = dict(input_ids=batch.input_ids, attention_mask=batch.attention_mask, max_new_tokens=max_new_tokens,
                       do_sample=False, pad_token_id=pad, num_beams=1)
@@ -296,7 +321,8 @@ class ElderEditor:
             with self.original():
                 out = self.model.generate(**kwargs)
         else:
-            with self.tuner.routing.session(None, deferral=True, expert_index=self.expert_index(prompts)):
+            with self.tuner.routing.session(batch.query_positions, deferral=True,
+                                            expert_index=self.expert_index(prompts)):
                 out = self.model.generate(**kwargs)
         S = batch.input_ids.shape[1]
         return [row[S:].tolist() for row in out]
@@ -347,7 +373,7 @@ class ElderEditor:
             return [tuple(tuple(float(i == int(e)) for i in range(n)) for _ in range(L)) for e in index]
         out: list[tuple[tuple[float, ...], ...]] = []
         for i in range(0, len(prompts), batch_size):
-            batch = encode(self.tokenizer, list(prompts[i:i + batch_size])).to(self.device)
+            batch = encode(self.tokenizer, list(prompts[i:i + batch_size]), fmt=self.prompt_format).to(self.device)
             weights = self.tuner.router_weights(self._query(batch))
             out += [tuple(tuple(float(x) for x in row) for row in w) for w in weights]
         return out

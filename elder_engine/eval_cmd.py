@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from .cli import add_model_options, command, emit, open_model
+from .cli import add_format_option, add_model_options, command, config_for, emit, open_model
 from .progressbar import ProgressBar
 
 
@@ -43,7 +43,6 @@ def run_eval(args) -> int:
     from .comparison import compare
     from .curves import parse_checkpoints, write_curves
     from .data import load_edits
-    from .elder import DEFAULT_PROFILE, get_profile
     from .errors import EditRequestError
     from .methods import method_names, parse_settings
     from .report import text_table, write_report
@@ -57,7 +56,7 @@ def run_eval(args) -> int:
     report = load_edits(args.data, format=args.format, limit=args.limit, offset=args.offset)
     for index, reason in report.skipped[:10]:
         print(f"skipped record {index}: {reason}", file=sys.stderr)
-    elder_config = get_profile(args.profile or DEFAULT_PROFILE)
+    elder_config = config_for(args)
     model_info: dict = {}
 
     def open_loaded():  # a fresh copy per method; only its name and fingerprint are kept here
@@ -83,7 +82,7 @@ def run_eval(args) -> int:
     meta = {
         "threads": torch.get_num_threads(),
         **model_info,
-        "profile": elder_config.profile,
+        "profile": elder_config.profile, "prompt_format": elder_config.prompt_format,
         "data": str(report.path), "data_format": report.format, "data_sha256": report.sha256,
         "offset": args.offset, "skipped": len(report.skipped), "checkpoints": checkpoints,
         "command": " ".join(sys.argv[1:]) if sys.argv else "",
@@ -133,6 +132,7 @@ def _configure(p) -> None:
     p.add_argument("--report", default=None, help="write a self-contained HTML report here")
     p.add_argument("--set", action="append", default=[], metavar="METHOD.SETTING=VALUE",
                    help="override a method setting, e.g. lora.learning_rate=1e-3 or elder.max_steps=20 (repeatable)")
+    add_format_option(p)
     add_model_options(p)
 
 

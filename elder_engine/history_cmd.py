@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 
-from .cli import add_model_options, command, emit, open_editor
+from .cli import add_format_option, add_model_options, command, emit, open_editor
 from .progressbar import ProgressBar
 
 
@@ -128,6 +128,7 @@ def _configure_edit(p) -> None:
     p.add_argument("--locality", action="append", help="unrelated prompt to keep with the edit (repeatable)")
     p.add_argument("--subject", default="", help="the entity the edit is about, as it appears in the prompt "
                                                  "(e.g. 'France'); the scoped router keys on it (default: a guess)")
+    add_format_option(p, history=True)
     add_model_options(p)
 
 
@@ -142,6 +143,10 @@ def run_probe(args) -> int:
         result = history.editor.probe(args.query, args.target, max_new_tokens=args.max_new_tokens)
         if args.keep:
             history.keep_probe(result)
+        if not result.original_output.strip() and result.prompt_format == "plain" \
+                and getattr(history.editor.tokenizer, "chat_template", None):
+            print("note: the model answered nothing as plain text; it has a chat template: a history made "
+                  "with --chat runs prompts as the user's turn", file=sys.stderr)
         emit({**result.to_dict(), "nearest_seq": history.nearest_seq(result), "head": history.head,
               "kept": bool(args.keep)})
     finally:
@@ -155,6 +160,7 @@ def _configure_probe(p) -> None:
     p.add_argument("--target", default=None, help="also score this answer")
     p.add_argument("--keep", action="store_true", help="store the result in the history")
     p.add_argument("--max-new-tokens", type=int, default=24, help="greedy tokens generated per output")
+    add_format_option(p, history=True)
     add_model_options(p)
 
 

@@ -2,6 +2,7 @@
 
 An editing method here is anything with `target_logits(prompts, targets, original=...)` and
 `generate(prompts, max_new_tokens, original=...)`; `original=True` means the unedited model.
+Targets are tokenised in the method's own prompt format (`prompt_format`, plain text if none).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from typing import Protocol, Sequence
 
 
-from .tokens import target_ids
+from .prompt_format import format_of
 
 BATCH = 16
 
@@ -44,7 +45,7 @@ def token_accuracy(method: Scorable, pairs: Sequence[tuple[str, str]]) -> tuple[
     preds = teacher_forced_argmax(method, pairs)
     scores = []
     for (p, t), pred in zip(pairs, preds):
-        gold = target_ids(method.tokenizer, p, t)
+        gold = format_of(method).target_ids(method.tokenizer, p, t)
         scores.append(sum(int(a == b) for a, b in zip(pred, gold)) / max(1, len(gold)))
     return scores, preds
 
@@ -53,7 +54,7 @@ def exact_match(method: Scorable, pairs: Sequence[tuple[str, str]]) -> tuple[lis
     """Greedy generation of as many tokens as the target has, compared token for token."""
     scores, texts = [], []
     for chunk in _chunks(pairs):
-        golds = [target_ids(method.tokenizer, p, t) for p, t in chunk]
+        golds = [format_of(method).target_ids(method.tokenizer, p, t) for p, t in chunk]
         gen = method.generate([p for p, _ in chunk], max(len(g) for g in golds))
         for g, ids in zip(golds, gen):
             scores.append(float(ids[: len(g)] == g))
@@ -69,12 +70,13 @@ def locality(method: Scorable, pairs: Sequence[tuple[str, str]]) -> tuple[list[f
     tf = [sum(int(a == b) for a, b in zip(x, y)) / max(1, len(x)) for x, y in zip(before, after)]
     em, texts = [], []
     for chunk in _chunks(pairs):
-        n = max(len(target_ids(method.tokenizer, p, t)) for p, t in chunk)
+        fmt = format_of(method)
+        n = max(len(fmt.target_ids(method.tokenizer, p, t)) for p, t in chunk)
         prompts = [p for p, _ in chunk]
         orig = method.generate(prompts, n, original=True)
         edit = method.generate(prompts, n)
         for (p, t), o, e in zip(chunk, orig, edit):
-            k = len(target_ids(method.tokenizer, p, t))
+            k = len(fmt.target_ids(method.tokenizer, p, t))
             em.append(float(o[:k] == e[:k]))
             texts.append(method.tokenizer.decode(e[:k], skip_special_tokens=True))
     return tf, em, texts

@@ -1,4 +1,5 @@
-"""Probing a query: edited vs original output, and why the edit layers fired or deferred."""
+"""Probing a query: edited vs original output, the likeliest first answer tokens under both,
+and why the edit layers fired or deferred."""
 
 from __future__ import annotations
 
@@ -11,6 +12,16 @@ from .tokens import encode, key_ids
 
 if TYPE_CHECKING:
     from .editor import ElderEditor
+
+ALTERNATIVES = 5  # next tokens shown at the first answer position
+
+
+@dataclass(frozen=True)
+class Alternative:
+    """One candidate for the first answer token and its probability under one model."""
+    token: str          # decoded on its own (leading spaces kept)
+    token_id: int
+    probability: float
 
 
 @dataclass(frozen=True)
@@ -35,6 +46,10 @@ class ProbeResult:
     scope_threshold: Optional[float] = None        # keyed: similarity needed to fire; scoped: the nearest edit's calibrated threshold
     defer_probability: Optional[float] = None      # scoped: the router's mass on "defer"
     matched_token: Optional[str] = None            # scoped: the prompt token that matched the nearest edit's key
+    prompt_format: str = "plain"                   # "plain" or "chat" (prompt_format.py)
+    # The ALTERNATIVES likeliest first answer tokens, most probable first, under each model:
+    edited_alternatives: tuple[Alternative, ...] = ()
+    original_alternatives: tuple[Alternative, ...] = ()
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -52,7 +67,7 @@ def run_probe(editor: "ElderEditor", query: str, target: Optional[str], max_new_
         return _keyed_probe(editor, query, target, max_new_tokens)
     if tuner.scoped:
         return _scoped_probe(editor, query, target, max_new_tokens)
-    batch = encode(tok, [query]).to(editor.device)
+    batch = encode(tok, [query], fmt=editor.prompt_format).to(editor.device)
     with tuner.routing.session(batch.query_positions, deferral=True, expert_index=editor.expert_index([query])) as state:
         editor.model(**batch.model_inputs(), use_cache=False)
         q, fire = state.query, bool(state.fire[0])
@@ -88,7 +103,28 @@ def _outputs(editor: "ElderEditor", query: str, target: Optional[str], max_new_t
             logits, b = editor.target_logits([query], [target], original=orig)
             probs[name] = _sequence_prob(logits[0], b.target_ids[0], b.target_mask[0])
     return dict(query=query, target=target, edited_output=tok.decode(edited, skip_special_tokens=True),
-                original_output=tok.decode(original, skip_special_tokens=True), **probs)
+                original_output=tok.decode(original, skip_special_tokens=True), **probs,
+                prompt_format=editor.prompt_format.name,
+                edited_alternatives=next_token_alternatives(editor, query),
+                original_alternatives=next_token_alternatives(editor, query, original=True))
+
+
+@torch.no_grad()
+def next_token_alternatives(editor: "ElderEditor", query: str, k: int = ALTERNATIVES, *,
+                            original: bool = False) -> tuple[Alternative, ...]:
+    """The k likeliest tokens at the first answer position, routed as generation routes the
+    query (so a deferred query gives the original model's distribution exactly)."""
+    batch = encode(editor.tokenizer, [query], fmt=editor.prompt_format).to(editor.device)
+    if original:
+        with editor.original():
+            logits = editor.model(**batch.model_inputs(), use_cache=False).logits[0, -1]
+    else:
+        with editor.tuner.routing.session(batch.query_positions, deferral=True,
+                                          expert_index=editor.expert_index([query])):
+            logits = editor.model(**batch.model_inputs(), use_cache=False).logits[0, -1]
+    top = torch.softmax(logits.float(), -1).topk(min(k, logits.shape[-1]))
+    return tuple(Alternative(editor.tokenizer.decode([int(i)]), int(i), float(p))
+                 for p, i in zip(top.values.tolist(), top.indices.tolist()))
 
 
 @torch.no_grad()

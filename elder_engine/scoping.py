@@ -6,6 +6,9 @@ extra token in front: the first position of a causal LM is an attention sink who
 nearly the same for every prompt (cosine 0.88 between prompts at block 3 of SmolLM2), so a
 subject at the very start of a prompt would otherwise be invisible. The extra token changes
 only what the router reads; the model's own forward is untouched, so deferral stays exact.
+In chat format the router reads the prompt inside the template instead (`PromptFormat.
+routing_frame`): the template's head takes the sink's place, and the reading ends where the
+format says the prompt ends.
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ class ScopeReader:
         _, self.blocks = find_blocks(self.tuner.model)
         self._entity_cache: Optional[tuple[list[str], torch.Tensor]] = None
         self._background: Optional[list[PromptStates]] = None
+        self._read_format = None  # the prompt format the cached background and entity states were read in
         tok = self.tokenizer
         sink = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
         self.sink = sink if sink is not None else 0
@@ -87,14 +91,21 @@ class ScopeReader:
     def states(self, texts: Sequence[str], relation: bool = True) -> list[PromptStates]:
         """States of block `scope_block`; with `relation`, also the paper's query (a forward up
         to the first MoLoRA block instead of only the few blocks below `scope_block`)."""
+        if self.editor.prompt_format != self._read_format:
+            self._background = self._entity_cache = None
+            self._read_format = self.editor.prompt_format
         out: list[PromptStates] = []
         for i in range(0, len(texts), BATCH):
             out += self._states_batch(list(texts[i:i + BATCH]), relation)
         return out
 
     def _states_batch(self, texts: list[str], relation: bool) -> list[PromptStates]:
-        encoded = [self._encode(t) for t in texts]
-        rows = [self.prefix + ids for ids, _ in encoded]
+        head, tail = self.editor.prompt_format.routing_frame()
+        prefix = head or self.prefix
+        # template tokens after the text span no characters of it
+        encoded = [(ids + tail, offsets + [(len(t), len(t))] * len(tail))
+                   for t, (ids, offsets) in zip(texts, map(self._encode, texts))]
+        rows = [prefix + ids for ids, _ in encoded]
         S = max(len(r) for r in rows)
         device = self.editor.device
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.sink
@@ -136,7 +147,7 @@ class ScopeReader:
         if relation and self.relation_is_free:
             captured["q"] = captured["h"][:, -1]
         q = captured["q"].float().cpu() if relation else torch.zeros(len(rows), 0)
-        skip = len(self.prefix)
+        skip = len(prefix)
         return [PromptStates(states=h[i, S - len(r) + skip:], offsets=enc[1], relation=q[i]) for i, (r, enc) in enumerate(zip(rows, encoded))]
 
     @property

@@ -19,8 +19,9 @@ from safetensors.torch import load_file, safe_open, save_file
 
 from .elder import ElderConfig
 from .elder.keyed import KeyIndex
-from .errors import StateFormatError
+from .errors import EditRequestError, StateFormatError
 from .events import AppliedEdit
+from .prompt_format import make_format
 
 if TYPE_CHECKING:
     from .editor import ElderEditor
@@ -63,6 +64,10 @@ def apply_state(editor: "ElderEditor", tensors: dict[str, torch.Tensor], meta: d
     """Load a state into an editor built for the same model and architecture settings."""
     check_meta(meta, editor)
     saved = ElderConfig.from_dict(meta["config"])
+    try:  # a chat-format state on a tokenizer without a chat template
+        make_format(saved.prompt_format, editor.tokenizer, saved.chat_query)
+    except EditRequestError as error:
+        raise StateFormatError(f"The saved state was made in the {saved.prompt_format} format: {error}") from None
     arch = ("num_edit_layers", "first_edit_layer", "ffn_module", "num_experts", "rank", "routing")
     mismatch = [k for k in arch if getattr(saved, k) != getattr(editor.config, k)]
     if mismatch:

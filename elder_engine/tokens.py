@@ -1,22 +1,21 @@
 """Turning prompts and targets into left-padded batches.
 
 The target is scored teacher-forced after its prompt; the query token (ELDER's routing input)
-is the last prompt token, never a pad token and never a target token. Positions are passed to
-the model explicitly so that left padding does not shift them.
+is the last prompt token (in chat format the format says where: `PromptFormat.query_back`),
+never a pad token and never a target token. Positions are passed to the model explicitly so
+that left padding does not shift them. How a prompt and a target become tokens (plain text or
+the chat template) is `prompt_format.PromptFormat`; plain text when none is given.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from typing import Optional
+
 import torch
 
-
-def spaced_target(prompt: str, target: str) -> str:
-    """The target as it continues the prompt: one space between them, as EasyEdit does."""
-    if not prompt or prompt[-1].isspace() or target[:1].isspace():
-        return target
-    return " " + target
+from .prompt_format import PLAIN_FORMAT, PromptFormat, spaced_target  # noqa: F401  (spaced_target: re-exported)
 
 
 @dataclass
@@ -36,12 +35,12 @@ class Batch:
         return {"input_ids": self.input_ids, "attention_mask": self.attention_mask, "position_ids": self.position_ids}
 
 
-def prompt_ids(tokenizer, prompt: str) -> list[int]:
-    return tokenizer(prompt, add_special_tokens=True)["input_ids"]
+def prompt_ids(tokenizer, prompt: str, fmt: Optional[PromptFormat] = None) -> list[int]:
+    return (fmt or PLAIN_FORMAT).prompt_ids(tokenizer, prompt)
 
 
-def target_ids(tokenizer, prompt: str, target: str) -> list[int]:
-    return tokenizer(spaced_target(prompt, target), add_special_tokens=False)["input_ids"]
+def target_ids(tokenizer, prompt: str, target: str, fmt: Optional[PromptFormat] = None) -> list[int]:
+    return (fmt or PLAIN_FORMAT).target_ids(tokenizer, prompt, target)
 
 
 def key_ids(tokenizer, text: str) -> list[int]:
@@ -53,14 +52,16 @@ def _positions(mask: torch.Tensor) -> torch.Tensor:
     return (mask.cumsum(-1) - 1).clamp(min=0)
 
 
-def encode(tokenizer, prompts: list[str], targets: list[str] | None = None) -> Batch:
+def encode(tokenizer, prompts: list[str], targets: list[str] | None = None,
+           fmt: Optional[PromptFormat] = None) -> Batch:
     """Left-padded batch of prompt (+ target) sequences. Without targets, T = 0."""
+    fmt = fmt or PLAIN_FORMAT
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     targets = targets if targets is not None else [None] * len(prompts)
     rows, tgts = [], []
     for p, t in zip(prompts, targets):
-        pid = prompt_ids(tokenizer, p)
-        tid = target_ids(tokenizer, p, t) if t is not None else []
+        pid = fmt.prompt_ids(tokenizer, p)
+        tid = fmt.target_ids(tokenizer, p, t) if t is not None else []
         rows.append(pid + tid)
         tgts.append(tid)
     S = max(len(r) for r in rows)
@@ -75,11 +76,11 @@ def encode(tokenizer, prompts: list[str], targets: list[str] | None = None) -> B
     for i, (row, tid) in enumerate(zip(rows, tgts)):
         ids[i, S - len(row):] = torch.tensor(row)
         mask[i, S - len(row):] = 1
-        q = S - len(tid) - 1
-        qpos[i] = q
+        last = S - len(tid) - 1  # the last prompt token: its logits predict the first target token
+        qpos[i] = last - fmt.query_back
         n = len(tid)
-        tpos[i, :n] = torch.arange(q, q + n)
-        tpos[i, n:] = q
+        tpos[i, :n] = torch.arange(last, last + n)
+        tpos[i, n:] = last
         tids[i, :n] = torch.tensor(tid, dtype=torch.long) if n else tids[i, :n]
         tmask[i, :n] = True
     return Batch(ids, mask, _positions(mask), qpos, tpos, tids, tmask)

@@ -83,7 +83,9 @@ class StallMeter:
         self.timer.stop()
 
 
-def make_window(tmp: Path, *, load: bool = True):
+def make_window(tmp: Path, *, load: bool = True, prompt_format: str | None = "plain"):
+    """`prompt_format` of the new history: plain for the tests written on plain sentences; None
+    for the app's own choice (chat on the default model)."""
     from app import style
     from app.main_window import MainWindow
     from app.settings import AppSettings
@@ -94,7 +96,7 @@ def make_window(tmp: Path, *, load: bool = True):
     window.confirm = lambda title, text: True    # dialogs would block the test
     window.show()
     if load:
-        wait_signal(window.bench.model_loaded, lambda: window.load_model("default"), 180)
+        wait_signal(window.bench.model_loaded, lambda: window.load_model("default", prompt_format=prompt_format), 180)
         wait_until(lambda: not window.bench.busy)
     return window
 
@@ -109,10 +111,10 @@ def skip_without_default_model() -> None:
         pytest.skip(str(error))
 
 
-def workbench(tmp_path_factory, name: str):
+def workbench(tmp_path_factory, name: str, prompt_format: str | None = "plain"):
     """A module-scoped main window on the default model (a generator for a pytest fixture)."""
     skip_without_default_model()
-    window = make_window(tmp_path_factory.mktemp(name))
+    window = make_window(tmp_path_factory.mktemp(name), prompt_format=prompt_format)
     yield window
     close_window(window)
 

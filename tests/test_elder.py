@@ -200,9 +200,9 @@ def test_invalid_requests_are_refused_with_a_message():
 
 def test_a_target_with_no_tokens_is_refused(monkeypatch):
     # Some tokenizers silently drop text they cannot encode; scoring zero tokens would say P = 1.
-    import elder_engine.editor as editor_module
+    from elder_engine.prompt_format import PromptFormat
     editor = make()
-    monkeypatch.setattr(editor_module, "target_ids", lambda tokenizer, prompt, target: [])
+    monkeypatch.setattr(PromptFormat, "target_ids", lambda self, tokenizer, prompt, target: [])
     with pytest.raises(EditRequestError, match="no tokens"):
         list(editor.edit(EditRequest("the capital", "\u2603")))
     with pytest.raises(EditRequestError, match="no tokens"):

@@ -18,12 +18,28 @@ WORDS = (
 ).split()
 
 
-def tiny_tokenizer() -> PreTrainedTokenizerFast:
-    vocab = {w: i for i, w in enumerate(WORDS)}
+# A chat template in the shape of SmolLM2's: a default system turn when none is given, then
+# the turns, then the generation prompt. Its markers are special tokens of the tiny vocabulary.
+CHAT_MARKERS = ("<|system|>", "<|user|>", "<|assistant|>", "<|end|>")
+CHAT_WORDS = [*WORDS, *CHAT_MARKERS, "you", "are", "helpful", "assistant"]
+CHAT_TEMPLATE = (
+    "{% if messages[0]['role'] != 'system' %}<|system|> you are a helpful assistant <|end|> {% endif %}"
+    "{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }} <|end|> {% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|> {% endif %}"
+)
+
+
+def tiny_tokenizer(chat: bool = False) -> PreTrainedTokenizerFast:
+    """The word-level tokenizer; `chat` adds the chat markers and CHAT_TEMPLATE."""
+    words = CHAT_WORDS if chat else WORDS
+    vocab = {w: i for i, w in enumerate(words)}
     tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tk.pre_tokenizer = pre_tokenizers.Whitespace()
     tok = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", unk_token="<unk>", eos_token="<pad>")
     tok.padding_side = "left"
+    if chat:
+        tok.add_special_tokens({"additional_special_tokens": list(CHAT_MARKERS)})
+        tok.chat_template = CHAT_TEMPLATE
     return tok
 
 
@@ -32,9 +48,9 @@ def _common(vocab: int) -> dict:
                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128)
 
 
-def tiny_model(family: str = "llama", seed: int = 0):
+def tiny_model(family: str = "llama", seed: int = 0, vocab: int = len(WORDS)):
     torch.manual_seed(seed)
-    v = len(WORDS)
+    v = vocab
     if family == "llama":
         model = LlamaForCausalLM(LlamaConfig(**_common(v)))
     elif family == "mistral":
@@ -58,8 +74,10 @@ def tiny_model(family: str = "llama", seed: int = 0):
 FAMILIES = ("llama", "gpt2", "qwen2", "mistral", "gpt_neox")
 
 
-def tiny_loaded(family: str = "llama", seed: int = 0) -> LoadedModel:
-    model = tiny_model(family, seed)
-    return LoadedModel(model=model, tokenizer=tiny_tokenizer(), source=f"tiny-{family}",
+def tiny_loaded(family: str = "llama", seed: int = 0, chat: bool = False) -> LoadedModel:
+    """A tiny model and tokenizer; `chat`: a tokenizer with a chat template (and a vocabulary
+    with its markers)."""
+    model = tiny_model(family, seed, len(CHAT_WORDS if chat else WORDS))
+    return LoadedModel(model=model, tokenizer=tiny_tokenizer(chat), source=f"tiny-{family}",
                        display_name=f"tiny-{family}", model_type=model.config.model_type,
                        fingerprint=compute_fingerprint(model), device=torch.device("cpu"))

@@ -1,5 +1,6 @@
-"""Edit panel: prompt, new target, optional paraphrases and locality prompts, Advanced
-settings; Apply trains in the worker with live progress; Cancel leaves the model as it was."""
+"""Edit panel: the history's prompt format, prompt, new target, optional paraphrases and
+locality prompts, Advanced settings; Apply trains in the worker with live progress; Cancel
+leaves the model as it was."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from PySide6.QtWidgets import (
 
 from elder_engine import guess_subject
 
+from .. import format_choice
 from ..widgets import Banner, Collapsible, ValidatedField
 from .advanced import AdvancedSettings
 from .training_plot import TrainingPlot
@@ -29,6 +31,7 @@ def _text_box(placeholder: str) -> QPlainTextEdit:
 
 class EditPanel(QWidget):
     apply_requested = Signal(dict)       # prompt, target, paraphrases, locality, settings
+    format_change_requested = Signal(str)  # a new history in this prompt format
 
     def __init__(self, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
@@ -38,6 +41,17 @@ class EditPanel(QWidget):
                        "experts for this edit; the original weights are never changed.")
         intro.setProperty("role", "hint")
         intro.setWordWrap(True)
+        self.format_label = QLabel("")
+        self.format_label.setWordWrap(True)
+        self.format_button = QPushButton("")
+        self.format_button.setToolTip("Start a new history in the other format (a history keeps one format)")
+        self.format_button.clicked.connect(
+            lambda: self.format_change_requested.emit("plain" if self.prompt_format == "chat" else "chat"))
+        self.format_button.hide()
+        self.prompt_format = "plain"
+        format_row = QHBoxLayout()
+        format_row.addWidget(self.format_label, 1)
+        format_row.addWidget(self.format_button)
         self.prompt = ValidatedField("Prompt", QLineEdit(placeholderText="e.g. The capital of France is"))
         self.target = ValidatedField("New target", QLineEdit(placeholderText="e.g. Rome"))
         # Pre-filled with a guess while the prompt is typed; once the user edits it, it is theirs.
@@ -85,6 +99,7 @@ class EditPanel(QWidget):
         layout.setSpacing(8)
         layout.addWidget(heading)
         layout.addWidget(intro)
+        layout.addLayout(format_row)
         for widget in (self.prompt, self.target, self.subject, self.paraphrases, self.locality,
                        self.advanced_section):
             layout.addWidget(widget)
@@ -99,6 +114,16 @@ class EditPanel(QWidget):
         self.running = False
 
     # ------------------------------------------------------------------ input
+    def set_format(self, fmt: str, has_template: bool) -> None:
+        """Show the history's prompt format; the button offers the other one (a new history)."""
+        self.prompt_format = fmt
+        self.format_label.setText(f"<b>Format:</b> {format_choice.describe(fmt)}")
+        self.format_button.setText(f"Use {format_choice.label('plain' if fmt == 'chat' else 'chat').lower()}…")
+        self.format_button.setVisible(has_template or fmt == "chat")
+        prompt, target = format_choice.EXAMPLES.get(fmt, format_choice.EXAMPLES["plain"])
+        self.prompt.editor.setPlaceholderText(prompt)
+        self.target.editor.setPlaceholderText(target)
+
     def _guess_subject(self, prompt: str) -> None:
         if self._subject_guessed or not self.subject.text().strip():
             self._subject_guessed = True

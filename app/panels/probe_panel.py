@@ -1,5 +1,6 @@
 """Probe panel: any query; the original and the edited model side by side, the target's
-probability under both, a verdict (fired / deferred, and why) and the router view."""
+probability and the likeliest first answer tokens under both, a verdict (fired / deferred,
+and why) and the router view."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from PySide6.QtWidgets import (
 
 from .. import style
 from ..widgets import Banner, ValidatedField
+from .alternatives import AlternativesView
 from .router_view import RouterView
 
 
@@ -31,13 +33,19 @@ class OutputBox(QGroupBox):
         self.prob = QLabel("P(target) —")
         self.prob.setProperty("role", "hint")
         self.accent = accent
+        self.alternatives = AlternativesView(accent)
         layout = QVBoxLayout(self)
         layout.setSpacing(4)
         layout.addWidget(self.text)
         layout.addWidget(self.prob)
+        layout.addWidget(self.alternatives)
 
-    def show_output(self, query: str, output: str, prob: Optional[float], target: Optional[str]) -> None:
-        self.text.setHtml(f"<span style='color:{style.MUTED}'>{html.escape(query)}</span>"
+    def show_output(self, query: str, output: str, prob: Optional[float], target: Optional[str],
+                    alternatives=(), chat: bool = False) -> None:
+        self.alternatives.show_alternatives(alternatives)
+        # in chat format the answer is the assistant's turn, not a continuation of the query
+        joint = "\n" if chat else ""
+        self.text.setHtml(f"<span style='color:{style.MUTED}'>{html.escape(query + joint)}</span>"
                           f"<b style='color:{self.accent}'>{html.escape(output)}</b>".replace("\n", "<br>"))
         self.prob.setText(f"P(“{target}” | query) = {_prob(prob)}" if target else "No target given")
 
@@ -130,8 +138,11 @@ class ProbePanel(QWidget):
         r = view.result
         self.last = view
         self.set_running(False)
-        self.original.show_output(r.query, r.original_output, r.original_target_prob, r.target)
-        self.edited.show_output(r.query, r.edited_output, r.edited_target_prob, r.target)
+        chat = getattr(r, "prompt_format", "plain") == "chat"
+        self.original.show_output(r.query, r.original_output, r.original_target_prob, r.target,
+                                  getattr(r, "original_alternatives", ()), chat)
+        self.edited.show_output(r.query, r.edited_output, r.edited_target_prob, r.target,
+                                getattr(r, "edited_alternatives", ()), chat)
         kind, headline, detail = self.verdict_text(r, view.nearest_target, view.nearest_seq)
         self.verdict.set(kind, headline, detail)
         self.router.show_probe(view)

@@ -23,6 +23,7 @@ from torch import nn
 from ..elder import ElderConfig, find_blocks, get_profile, resolve_targets
 from ..errors import EditRequestError
 from ..events import AppliedEdit, CancelToken, EditCancelled, EditFinished, EditStarted, EditStep
+from ..prompt_format import make_format
 from ..tokens import Batch, encode
 from ..training import FrozenPrefix, target_cross_entropy
 
@@ -81,6 +82,9 @@ class BaselineEditor:
         self.targets = resolve_targets(self.model, elder_config)
         _, self.blocks = find_blocks(self.model)
         self.edits: list[AppliedEdit] = []
+        # ELDER's prompt format, so that a comparison feeds every method the same tokens. Their
+        # query stays the last prompt token: GRACE's generation reads it there.
+        self.prompt_format = make_format(elder_config.prompt_format, self.tokenizer, "prompt")
 
     # ------------------------------------------------------------- subclass hooks
     def trainable(self) -> list[nn.Parameter]:
@@ -146,7 +150,7 @@ class BaselineEditor:
         self.validate(request)
         cfg = self.config
         prompts = [request.prompt, *request.train_paraphrases][: cfg.max_batch]
-        batch = encode(self.tokenizer, prompts, [request.target] * len(prompts)).to(self.device)
+        batch = encode(self.tokenizer, prompts, [request.target] * len(prompts), self.prompt_format).to(self.device)
         snap = self.snapshot()
         finished = False
         try:
@@ -201,7 +205,7 @@ class BaselineEditor:
     # ----------------------------------------------------------------- scoring
     @torch.no_grad()
     def target_logits(self, prompts: list[str], targets: list[str], *, original: bool = False):
-        batch = encode(self.tokenizer, prompts, targets).to(self.device)
+        batch = encode(self.tokenizer, prompts, targets, self.prompt_format).to(self.device)
         with (self.original() if original else self.scoring(batch.query_positions)):
             logits = self.model(**batch.model_inputs(), use_cache=False).logits
         rows = torch.arange(logits.shape[0], device=logits.device)[:, None]
@@ -210,7 +214,7 @@ class BaselineEditor:
     @torch.no_grad()
     def generate(self, prompts: list[str], max_new_tokens: int, *, original: bool = False,
                  fixed_length: bool = False) -> list[list[int]]:
-        batch = encode(self.tokenizer, prompts).to(self.device)
+        batch = encode(self.tokenizer, prompts, fmt=self.prompt_format).to(self.device)
         kwargs = dict(input_ids=batch.input_ids, attention_mask=batch.attention_mask, max_new_tokens=max_new_tokens,
                       do_sample=False, pad_token_id=self.tokenizer.pad_token_id, num_beams=1)
         if fixed_length:

@@ -115,6 +115,15 @@ class ElderConfig(PeftConfig):
                                      "batch (up to max_batch), so the edit holds when text precedes it."})
     use_subject: bool = field(
         default=True, metadata={"help": "Key on the edit's given subject; False: on a guessed subject only."})
+    # --- how prompts reach the model (prompt_format.py) ---
+    prompt_format: str = field(
+        default="plain", metadata={"help": "'plain': the target continues the prompt text; 'chat': the prompt is the "
+                                           "user's turn of the tokenizer's chat template, the target the reply. "
+                                           "Fixed for an engine's edits (and so for a history)."})
+    chat_query: str = field(
+        default="text", metadata={"help": "Chat format: routing reads the prompt's end at the last token of the "
+                                            "generation prompt ('prompt') or of the user's text ('user'); 'text': the "
+                                            "scoped router reads the user's text on its own, as in plain text."})
     # --- deferral ---
     deferral: bool = field(default=True, metadata={"help": "Defer to the base model when no edit's code is near."})
     epsilon: int = field(default=12, metadata={"help": "Apply experts only if min Hamming distance < epsilon."})
@@ -140,6 +149,10 @@ class ElderConfig(PeftConfig):
             raise ValueError(f"min_steps must not be negative, got {self.min_steps}")
         if self.routing not in ("router", "keyed", "scoped"):
             raise ValueError(f"routing must be 'router', 'keyed' or 'scoped', got {self.routing!r}")
+        if self.prompt_format not in ("plain", "chat"):
+            raise ValueError(f"prompt_format must be 'plain' or 'chat', got {self.prompt_format!r}")
+        if self.chat_query not in ("prompt", "user", "text"):
+            raise ValueError(f"chat_query must be 'prompt', 'user' or 'text', got {self.chat_query!r}")
         if self.scope_key_parts not in (1, 2):
             raise ValueError(f"scope_key_parts must be 1 or 2, got {self.scope_key_parts}")
         if self.scope_relation not in ("query", "scope-block"):

@@ -48,6 +48,7 @@ class EditHistory:
         self._budget_override = budget_s
         self.keyframe_budget_s = snap.default_keyframe_budget(editor.config)  # the file's value replaces it in _load
         self.model_info: dict = {}
+        self.prompt_format = "plain"  # fixed at creation (the model row's config); older files are plain
         self._closed = False
 
     # ------------------------------------------------------------------ open
@@ -82,6 +83,7 @@ class EditHistory:
                 raise HistoryError(f"{self.path} has no model record; it is damaged.")
             self.model_info = {"fingerprint": model.fingerprint, "source": model.source,
                                "display_name": model.display_name, "model_type": model.model_type}
+            self.prompt_format = str((model.config or {}).get("prompt_format", "plain"))
             if model.fingerprint != loaded.fingerprint:
                 raise HistoryError(
                     f"This history belongs to the model '{model.display_name}' (fingerprint {model.fingerprint[:12]}…), "
@@ -407,6 +409,9 @@ class EditHistory:
     def _ready(self) -> None:
         if self._closed:
             raise HistoryError("This history is closed.")
+        if self.editor.config.prompt_format != self.prompt_format:  # its edits replay in its own format
+            raise HistoryError(f"This history is in the {self.prompt_format} format, but the engine was switched to "
+                               f"{self.editor.config.prompt_format}; reopen the history, or start a new one.")
         if len(self.editor.edits) != len(self._base_edits) + len(self._chain):
             raise HistoryError("The engine was changed outside this history (an edit not made through it); "
                                "reopen the history to bring the engine back to its saved state.")
