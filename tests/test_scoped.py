@@ -358,3 +358,21 @@ def test_between_edits_whose_prompts_end_alike_the_match_against_their_own_promp
     d = router.decide(states, torch.ones(1, 1, dtype=torch.bool), asks[None])
     assert d.scores[0].tolist() == pytest.approx([0.7, 0.714], rel=1e-3, abs=1e-3)
     assert d.expert_index.tolist() == [0]
+
+
+def test_a_mixed_batch_gives_each_row_what_it_gets_alone():
+    """Rows of one batch routed to different edits, or deferred, get the same logits as when
+    each is scored alone (the experts are grouped once per batch, not per layer)."""
+    from elder_engine.elder.routing import group_rows
+
+    assert [(e, r.tolist()) for e, r in group_rows(torch.tensor([3, -1, 3, 0]))] == [(3, [0, 2]), (0, [3])]
+    assert group_rows(torch.tensor([2, 2])) == [(2, None)] and group_rows(torch.tensor([-1])) == []
+    editor = make(max_steps=3)
+    editor.apply(EditRequest("the capital of france is", "london", subject="france"))
+    editor.apply(EditRequest("who wrote hamlet ?", "paris", subject="hamlet"))
+    prompts = ["who wrote hamlet ?", "what colour is the sky ?", "the capital of france is"]
+    assert editor.expert_index(prompts).tolist() == [1, -1, 0]
+    mixed, _ = editor.target_logits(prompts, ["paris"] * 3)
+    for i, p in enumerate(prompts):
+        alone, _ = editor.target_logits([p], ["paris"])
+        torch.testing.assert_close(mixed[i], alone[0], rtol=1e-4, atol=1e-4 * float(alone.abs().max()))

@@ -97,20 +97,21 @@ class ElderLayer(nn.Module, BaseTunerLayer):
             self.elder_A[name].zero_()
             self.elder_B[name].zero_()
 
-    def _keyed_delta(self, x: torch.Tensor, index: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    def _keyed_delta(self, x: torch.Tensor, groups: list, out: torch.Tensor) -> torch.Tensor:
         name = self.active_adapters[0]
-        delta = torch.zeros(out.shape, dtype=torch.float32, device=out.device)
-        for e in index.unique().tolist():
-            if e == -1:
-                continue
+        delta = None
+        for e, rows in groups:
             if e == TRAINING_EXPERT:
                 A, B = self.elder_A[name][0], self.elder_B[name][0]
             else:
                 A, B = self.pool[e]
-            rows = (index == e).nonzero().flatten()
-            xr = x[rows].to(torch.float32)
-            delta = delta.index_put((rows,), (xr @ A.T) @ B.T * self.scale[name])
-        return out + delta.to(out.dtype)
+            if rows is None:  # one expert for the whole batch: no scatter
+                return out + ((x.to(torch.float32) @ A.T) @ B.T * self.scale[name]).to(out.dtype)
+            if delta is None:
+                delta = torch.zeros(out.shape, dtype=torch.float32, device=out.device)
+            rows = rows.to(x.device)
+            delta = delta.index_put((rows,), (x[rows].to(torch.float32) @ A.T) @ B.T * self.scale[name])
+        return out if delta is None else out + delta.to(out.dtype)
 
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         out = self.base_layer(x, *args, **kwargs)
@@ -121,10 +122,10 @@ class ElderLayer(nn.Module, BaseTunerLayer):
         if name not in self.elder_A:
             return out
         if self.keyed:
-            index = state.expert_index
-            if index is None or bool((index == -1).all()):
+            groups = state.expert_groups
+            if not groups:
                 return out  # deferred: exactly the base output
-            return self._keyed_delta(x, index.to(x.device), out)
+            return self._keyed_delta(x, groups, out)
         if state.query is None:
             return out
         fire = state.fire

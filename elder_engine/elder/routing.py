@@ -25,13 +25,16 @@ class RoutingState:
     # Keyed routing: the expert each sequence uses (-1: none, deferred; TRAINING_EXPERT: the
     # expert being trained). Set by the editor before the forward.
     expert_index: Optional[torch.Tensor] = None
+    # The same, grouped once per session: (expert, rows) for each expert in use, rows None when
+    # every sequence uses it. Every layer and generation step reads it instead of regrouping.
+    expert_groups: Optional[list] = None
     # Filled by the deferral check, for probes:
     codes: Optional[torch.Tensor] = None        # (B, L*N) bool code of the query
     nearest: Optional[torch.Tensor] = None      # (B,) index of the nearest stored edit (-1: none)
     distance: Optional[torch.Tensor] = None     # (B,) its Hamming distance
 
     def reset(self) -> None:
-        self.query = self.positions = self.fire = self.expert_index = None
+        self.query = self.positions = self.fire = self.expert_index = self.expert_groups = None
         self.codes = self.nearest = self.distance = None
         self.hold = False
         self.use_deferral = True
@@ -56,6 +59,7 @@ class RoutingState:
         self.use_deferral = deferral
         self.hold = True
         self.expert_index = expert_index
+        self.expert_groups = group_rows(expert_index) if expert_index is not None else None
         if query is not None:
             self.query = query
         try:
@@ -65,6 +69,17 @@ class RoutingState:
 
 
 TRAINING_EXPERT = -2
+
+
+def group_rows(index: torch.Tensor) -> list:
+    """[(expert, rows)] for the experts in `index` (B,) other than -1 (deferred); rows is None
+    when the expert serves every sequence."""
+    values = index.tolist()
+    rows: dict[int, list[int]] = {}
+    for row, expert in enumerate(values):
+        if expert != -1:
+            rows.setdefault(expert, []).append(row)
+    return [(e, None if len(r) == len(values) else torch.tensor(r)) for e, r in rows.items()]
 
 
 def hamming_to_codes(codes: torch.Tensor, stored: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
