@@ -210,7 +210,8 @@ class ElderEditor:
             yield EditStarted(request.prompt, request.target, preset, cfg.max_steps)
             prompts = [request.prompt, *request.train_paraphrases][: cfg.max_batch]
             prompts += prefixed_copies(request.prompt, min(cfg.train_prefixes, cfg.max_batch - len(prompts)))
-            batch = encode(self.tokenizer, prompts, [request.target] * len(prompts), self.prompt_format).to(self.device)
+            batch = encode(self.tokenizer, prompts, [request.target] * len(prompts), self.prompt_format,
+                           closed=True).to(self.device)
             preset_t = torch.tensor(preset, dtype=torch.long)
             index = torch.full((len(prompts),), TRAINING_EXPERT) if keyed else None
             cache = LowerBlockCache(self.tuner, batch, index) if self.cache_lower_blocks else None

@@ -36,6 +36,7 @@ QUERY_POINTS = ("prompt", "user", "text")  # ElderConfig.chat_query
 # Rendered in the user's place; letters only, so that templates that trim or escape the
 # message leave it intact.
 _SLOT = "ELDERPROMPTSLOTq7x"
+_REPLY = "ELDERREPLYSLOTk3v"
 
 
 def spaced_target(prompt: str, target: str) -> str:
@@ -59,6 +60,7 @@ class PromptFormat:
     head: tuple[int, ...] = ()   # chat: the template's tokens before the user's text (system turn, user header)
     tail: tuple[int, ...] = ()   # chat: after it (end of the user turn, the generation prompt)
     query_at: str = "text"       # chat: where routing reads the prompt's end (QUERY_POINTS)
+    reply_end: tuple[int, ...] = ()  # chat: the token that closes the assistant's turn (trained, never scored)
 
     @property
     def chat(self) -> bool:
@@ -69,10 +71,13 @@ class PromptFormat:
             return list(tokenizer(prompt, add_special_tokens=True)["input_ids"])
         return [*self.head, *_ids(tokenizer, prompt), *self.tail]
 
-    def target_ids(self, tokenizer, prompt: str, target: str) -> list[int]:
+    def target_ids(self, tokenizer, prompt: str, target: str, *, closed: bool = False) -> list[int]:
+        """The target's tokens; `closed` (training) adds the end of the assistant's turn, so an
+        edited reply stops where the target does instead of repeating it ("RomeRomeRome...")."""
         if not self.chat:
             return _ids(tokenizer, spaced_target(prompt, target))
-        return _ids(tokenizer, target.lstrip())  # the reply starts its own turn: no joining space
+        ids = _ids(tokenizer, target.lstrip())  # the reply starts its own turn: no joining space
+        return ids + list(self.reply_end) if closed else ids
 
     @property
     def query_back(self) -> int:
@@ -115,7 +120,22 @@ def make_format(name: str, tokenizer, query_at: str = "text") -> PromptFormat:
         raise EditRequestError("This model's chat template does not show the user's message as written; "
                                "use the plain format (--no-chat).")
     head, tail = text.split(_SLOT)
-    return PromptFormat(CHAT, tuple(_ids(tokenizer, head)), tuple(_ids(tokenizer, tail)), query_at)
+    return PromptFormat(CHAT, tuple(_ids(tokenizer, head)), tuple(_ids(tokenizer, tail)), query_at,
+                        _reply_end(tokenizer, text))
+
+
+def _reply_end(tokenizer, prompt_text: str) -> tuple[int, ...]:
+    """The first token the template puts after an assistant reply (SmolLM2: <|im_end|>); none
+    when the template renders no reply or nothing after it."""
+    try:
+        full = tokenizer.apply_chat_template([{"role": "user", "content": _SLOT},
+                                              {"role": "assistant", "content": _REPLY}], tokenize=False)
+    except Exception:
+        return ()
+    if not isinstance(full, str) or full.count(_REPLY) != 1:
+        return ()
+    after = _ids(tokenizer, full.split(_REPLY)[1])
+    return tuple(after[:1])
 
 
 def format_of(method) -> PromptFormat:

@@ -53,15 +53,16 @@ def _positions(mask: torch.Tensor) -> torch.Tensor:
 
 
 def encode(tokenizer, prompts: list[str], targets: list[str] | None = None,
-           fmt: Optional[PromptFormat] = None) -> Batch:
-    """Left-padded batch of prompt (+ target) sequences. Without targets, T = 0."""
+           fmt: Optional[PromptFormat] = None, *, closed: bool = False) -> Batch:
+    """Left-padded batch of prompt (+ target) sequences. Without targets, T = 0. `closed`:
+    chat targets end their turn (for training; see `PromptFormat.target_ids`)."""
     fmt = fmt or PLAIN_FORMAT
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     targets = targets if targets is not None else [None] * len(prompts)
     rows, tgts = [], []
     for p, t in zip(prompts, targets):
         pid = fmt.prompt_ids(tokenizer, p)
-        tid = fmt.target_ids(tokenizer, p, t) if t is not None else []
+        tid = fmt.target_ids(tokenizer, p, t, closed=closed) if t is not None else []
         rows.append(pid + tid)
         tgts.append(tid)
     S = max(len(r) for r in rows)

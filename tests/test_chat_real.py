@@ -40,7 +40,8 @@ def test_an_edit_in_chat_sticks_and_twins_defer_bit_for_bit(chat_editor):
     for request in EDITS:
         chat_editor.apply(request)
     fired = chat_editor.probe(EDITS[0].prompt, target="Rome", max_new_tokens=6)
-    assert fired.fired and fired.edited_output.strip().startswith("Rome"), fired.edited_output
+    # the reply was trained with the end of its turn: it stops after the target
+    assert fired.fired and fired.edited_output.strip() == "Rome", fired.edited_output
     assert fired.edited_alternatives[0].token.strip() == "Rome"
     assert fired.edited_target_prob > 0.5 > fired.original_target_prob
     para = chat_editor.probe("Which city is the capital of France?", max_new_tokens=6)

@@ -36,7 +36,14 @@ def test_chat_tokens_are_the_templates_own_and_plain_tokens_are_unchanged():
     assert tok.decode(fmt.head).startswith("<|system|> you are a helpful assistant")  # the default system turn
     # the reply starts its own turn: no joining space, whatever the user typed
     assert fmt.target_ids(tok, QUESTION, " blue") == fmt.target_ids(tok, QUESTION, "blue") == [tok.convert_tokens_to_ids("blue")]
+    # training closes the reply with the token the template puts after an assistant turn
+    rendered_reply = tok.apply_chat_template([{"role": "user", "content": QUESTION}, {"role": "assistant", "content": "blue"}],
+                                             tokenize=False)
+    after = tok(rendered_reply.split("blue")[-1], add_special_tokens=False)["input_ids"]
+    assert len(fmt.reply_end) == 1 and fmt.reply_end[0] == after[0]
+    assert fmt.target_ids(tok, QUESTION, "blue", closed=True) == [tok.convert_tokens_to_ids("blue"), after[0]]
     plain = make_format("plain", tok)
+    assert plain.target_ids(tok, QUESTION, "blue", closed=True) == plain.target_ids(tok, QUESTION, "blue")
     assert plain.prompt_ids(tok, QUESTION) == tok(QUESTION)["input_ids"]
     batch = encode(tok, [QUESTION, "the capital of france is"], ["blue", "paris london"], fmt)
     for row in range(2):  # the target follows the generation prompt; its first token is predicted there
