@@ -17,7 +17,9 @@ from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import Optional
 
-SMOKE_QUERY = "The capital of France is"
+# The same fact asked as the history's format expects it: a sentence to continue, or a question
+# for the chat template (a new history on the default model is in chat).
+SMOKE_QUERIES = {"plain": "The capital of France is", "chat": "What is the capital of France?"}
 SMOKE_TIMEOUT_S = 300
 
 
@@ -170,7 +172,7 @@ def _smoke(app, window) -> int:
 
     def loaded(info) -> None:
         print(f"loaded {info.display_name} on {info.device} in {time.perf_counter() - started:.1f} s", flush=True)
-        window.probe_panel.set_query(SMOKE_QUERY)
+        window.probe_panel.set_query(SMOKE_QUERIES.get(info.prompt_format, SMOKE_QUERIES["plain"]))
         window.probe_panel.button.click()
 
     def probed(view) -> None:

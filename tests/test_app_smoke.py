@@ -20,7 +20,8 @@ def test_smoke_mode_loads_probes_and_exits_0(qapp, monkeypatch, capsys):
     monkeypatch.setattr(sys, "excepthook", sys.excepthook)
     assert run(["--smoke"]) == 0
     out = capsys.readouterr().out
-    assert "loaded SmolLM2" in out and "probe 'The capital of France is'" in out and "Paris" in out
+    # a new history on the default model is in chat: the smoke run asks the question form
+    assert "loaded SmolLM2" in out and "probe 'What is the capital of France?'" in out and "Paris" in out
 
 
 def test_help_mentions_smoke(capsys):
