@@ -29,6 +29,8 @@ sys.path.insert(0, str(ROOT))
 if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+from benchmarks.window_driver import wait_for, wait_idle  # noqa: E402 - after the sys.path line
+
 TICK_MS = 5
 BUDGET_MS = 100.0
 
@@ -69,7 +71,7 @@ def watch_prompts(n: int) -> list[str]:
 
 
 def run(threads: int, repeat: int, profile: str | None = None, watch: int = 50) -> int:
-    from PySide6.QtCore import QEventLoop, QTimer
+    from PySide6.QtCore import QEventLoop
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication([])
@@ -87,35 +89,10 @@ def run(threads: int, repeat: int, profile: str | None = None, watch: int = 50) 
     window.confirm = lambda *_a: True
     window.show()
 
-    def wait(signal, trigger=None, timeout_s=600):
-        loop, got = QEventLoop(), []
-        slot = lambda *a: (got.append(a), loop.quit())  # noqa: E731 - GUI-thread signal, GUI-thread slot
-        signal.connect(slot)
-        QTimer.singleShot(int(timeout_s * 1000), loop.quit)
-        if trigger:
-            trigger()
-        if not got:
-            loop.exec()
-        signal.disconnect(slot)
-        if not got:
-            raise SystemExit(f"timed out waiting for {signal}")
-        return got[0]
-
-    def idle():
-        # An event loop, not a processEvents() busy loop: PySide6 6.12 on Python 3.11 drops a
-        # reference to None on every call of a void Qt method, and a minute-long busy loop
-        # of them drains None's count to zero (a fatal error).
-        loop, timer = QEventLoop(), QTimer(interval=20)
-        timer.timeout.connect(lambda: window.bench.busy or loop.quit())
-        timer.start()
-        if window.bench.busy:
-            loop.exec()
-        timer.stop()
-
     meter = StallMeter()
     started = time.perf_counter()
-    wait(window.bench.model_loaded, lambda: window.load_model("default"))
-    idle()
+    wait_for(window.bench.model_loaded, lambda: window.load_model("default"))
+    wait_idle(window)
     load_s = time.perf_counter() - started
     meter.start()
     if watch:
@@ -123,12 +100,12 @@ def run(threads: int, repeat: int, profile: str | None = None, watch: int = 50) 
         window.tabs.setCurrentIndex(4)
         dialog = window.watch_panel.ask_paste()
         dialog.text.setPlainText("\n".join(watch_prompts(watch)))
-        wait(window.bench.watch.changed, dialog.accept)
-        idle()
+        wait_for(window.bench.watch.changed, dialog.accept)
+        wait_idle(window)
         meter.phase = f"watch list: first probe of {watch} prompts (original + edited)"
         started = time.perf_counter()
-        wait(window.bench.watch.running, window.watch_panel.run_button.click)
-        idle()
+        wait_for(window.bench.watch.running, window.watch_panel.run_button.click)
+        wait_idle(window)
         print(f"watch list: first probe of {watch} prompts in {time.perf_counter() - started:.1f} s")
         window.tabs.setCurrentIndex(0)
     for i in range(repeat):
@@ -137,15 +114,15 @@ def run(threads: int, repeat: int, profile: str | None = None, watch: int = 50) 
         panel.prompt.set_text("The capital of France is" if i == 0 else f"The capital of Country{i} is")
         panel.target.set_text("Rome")
         edit_started = time.perf_counter()
-        (outcome,) = wait(window.bench.edit_finished, panel.apply_button.click)
+        (outcome,) = wait_for(window.bench.edit_finished, panel.apply_button.click)
         edit_s = time.perf_counter() - edit_started
         meter.phase = "probe after edit"
-        wait(window.bench.probe_done)
+        wait_for(window.bench.probe_done)
         watch_started = time.perf_counter()
         if watch:
             meter.phase = f"watch list: re-probe of {watch} prompts after the edit"
             window.tabs.setCurrentIndex(4)
-        idle()
+        wait_idle(window)
         watch_s = time.perf_counter() - watch_started
         if watch:
             counts = window.bench.watch.view.report.counts
@@ -155,12 +132,12 @@ def run(threads: int, repeat: int, profile: str | None = None, watch: int = 50) 
         meter.phase = "probe"
         window.probe_panel.set_query("Who wrote the play Hamlet?")
         probe_started = time.perf_counter()
-        wait(window.bench.probe_done, window.probe_panel.button.click)
+        wait_for(window.bench.probe_done, window.probe_panel.button.click)
         probe_s = time.perf_counter() - probe_started
-        idle()
+        wait_idle(window)
         meter.phase = "router map"
-        wait(window.bench.map_ready, lambda: window.tabs.setCurrentIndex(1))
-        idle()
+        wait_for(window.bench.map_ready, lambda: window.tabs.setCurrentIndex(1))
+        wait_idle(window)
         window.tabs.setCurrentIndex(0)
         meter.phase = "idle"
         print(f"round {i + 1}: edit {outcome.edit.steps} steps in {edit_s:.1f} s, probe {probe_s:.1f} s")

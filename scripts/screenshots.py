@@ -12,11 +12,11 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from benchmarks.window_driver import pump, wait_for, wait_idle  # noqa: E402 - after the sys.path line
 
 EDITS = [("The capital of France is", "Rome", "France"),
          ("The currency of Japan is", "the euro", "Japan"),
@@ -30,7 +30,6 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="folder for the PNGs")
     args = parser.parse_args()
-    from PySide6.QtCore import QEventLoop, QTimer
     from PySide6.QtWidgets import QApplication
 
     app = QApplication([])
@@ -50,25 +49,9 @@ def main() -> int:
     window.show()
     window.setGeometry(app.primaryScreen().availableGeometry())
 
-    def wait(signal, trigger=None, timeout_s=900):
-        loop, got = QEventLoop(), []
-        slot = lambda *a: (got.append(a), loop.quit())  # noqa: E731 - GUI-thread signal, GUI-thread slot
-        signal.connect(slot)
-        QTimer.singleShot(int(timeout_s * 1000), loop.quit)
-        if trigger:
-            trigger()
-        if not got:
-            loop.exec()
-        signal.disconnect(slot)
-        if not got:
-            raise SystemExit(f"timed out waiting for {signal}")
-
     def settle():  # the worker idle and the render thread's frames painted
-        while window.bench.busy:
-            app.processEvents(QEventLoop.AllEvents, 50)
-        for _ in range(40):
-            app.processEvents(QEventLoop.AllEvents, 25)
-            time.sleep(0.025)
+        wait_idle(window)
+        pump(1.0)
 
     def shot(name: str) -> None:
         settle()
@@ -76,22 +59,22 @@ def main() -> int:
         app.primaryScreen().grabWindow(0).save(str(path))
         print(path)
 
-    wait(window.bench.model_loaded, lambda: window.load_model("default"))
+    wait_for(window.bench.model_loaded, lambda: window.load_model("default"))
     settle()
     panel = window.edit_panel
     for prompt, target, subject in EDITS:
         panel.prompt.set_text(prompt)
         panel.target.set_text(target)
         panel.subject.editor.setText(subject)
-        wait(window.bench.edit_finished, panel.apply_button.click)
-        wait(window.bench.probe_done)
+        wait_for(window.bench.edit_finished, panel.apply_button.click)
+        wait_for(window.bench.probe_done)
         settle()
     shot("after-edits")
     for name, query in PROBES:
         window.probe_panel.set_query(query)
-        wait(window.bench.probe_done, window.probe_panel.button.click)
+        wait_for(window.bench.probe_done, window.probe_panel.button.click)
         shot(name)
-    wait(window.bench.map_ready, lambda: window.tabs.setCurrentIndex(1))
+    wait_for(window.bench.map_ready, lambda: window.tabs.setCurrentIndex(1))
     shot("router-map")
     window._force_close = True
     window.close()

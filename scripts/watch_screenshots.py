@@ -19,6 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from benchmarks.window_driver import pump, wait_for, wait_idle  # noqa: E402 - after the sys.path line
 
 WATCH = [
     ("The capital of France is", "Rome"), ("France's capital city is", "Rome"), ("The capital of Spain is", "Madrid"),
@@ -36,7 +37,6 @@ def main() -> int:
     parser.add_argument("--out", required=True, help="PNG file")
     args = parser.parse_args()
 
-    from PySide6.QtCore import QEventLoop, QTimer
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication([])
@@ -51,35 +51,11 @@ def main() -> int:
     window.setGeometry(app.primaryScreen().geometry())
     window.show()
 
-    def pump(seconds: float = 0.3) -> None:
-        loop = QEventLoop()
-        QTimer.singleShot(int(seconds * 1000), loop.quit)
-        loop.exec()
-
-    def wait(signal, trigger=None, timeout_s=600):
-        loop, got = QEventLoop(), []
-        slot = lambda *a: (got.append(a), loop.quit())  # noqa: E731 - GUI-thread signal, GUI-thread slot
-        signal.connect(slot)
-        QTimer.singleShot(int(timeout_s * 1000), loop.quit)
-        if trigger:
-            trigger()
-        if not got:
-            loop.exec()
-        signal.disconnect(slot)
-        if not got:
-            raise SystemExit(f"timed out waiting for {signal}")
-        return got[0]
-
-    def idle():   # an event loop, not a processEvents() busy loop (see benchmarks/gui_stall.py)
-        loop, timer = QEventLoop(), QTimer(interval=20)
-        timer.timeout.connect(lambda: window.bench.busy or loop.quit())
-        timer.start()
-        if window.bench.busy:
-            loop.exec()
-        timer.stop()
+    def idle():
+        wait_idle(window)
         pump()
 
-    wait(window.bench.model_loaded, lambda: window.load_model("default"))
+    wait_for(window.bench.model_loaded, lambda: window.load_model("default"))
     idle()
     window.bench.watch.add(WATCH)
     idle()
@@ -90,7 +66,7 @@ def main() -> int:
         panel.prompt.set_text(prompt)
         panel.target.set_text(target)
         panel.locality.set_text("\n".join(locality))
-        wait(window.bench.edit_finished, panel.apply_button.click)
+        wait_for(window.bench.edit_finished, panel.apply_button.click)
         idle()
     window.tabs.setCurrentIndex(TAB_WATCH)
     pump(1.0)
