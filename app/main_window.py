@@ -318,6 +318,9 @@ class MainWindow(QMainWindow):
         self.history_panel.show_history(state)
         self.status.show_history(state)
         self.edit_panel.set_format(state.prompt_format, bool(self.bench.info and self.bench.info.chat_template))
+        # a query in the form the history's format expects: a question in chat, a sentence in plain
+        example = format_choice.EXAMPLES.get(state.prompt_format, format_choice.EXAMPLES["plain"])[0]
+        self.probe_panel.query.editor.setPlaceholderText(example)
 
     def history_action(self, action: str, seq: int) -> None:
         if not self.bench.has_model or self.bench.busy:
