@@ -14,6 +14,7 @@ format says the prompt ends.
 from __future__ import annotations
 
 import zlib
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional, Sequence
 
@@ -28,6 +29,9 @@ if TYPE_CHECKING:
     from .editor import EditRequest, ElderEditor
 
 BATCH = 32
+# Token states of edit prompts kept for later edits, which read them again as negatives (at most
+# this many tokens: ~75 MB of float32 on SmolLM2, some 2,500 ZsRE prompts).
+KEPT_TOKENS = 32768
 # Read in front of every prompt by the router only (see the module docstring).
 ROUTING_PREFIX = "\n"
 
@@ -65,6 +69,8 @@ class ScopeReader:
         _, self.blocks = find_blocks(self.tuner.model)
         self._entity_cache: Optional[tuple[list[str], torch.Tensor]] = None
         self._background: Optional[list[PromptStates]] = None
+        self._kept: "OrderedDict[str, PromptStates]" = OrderedDict()  # edit prompt -> its states
+        self._kept_tokens = 0
         self._read_format = None  # the prompt format the cached background and entity states were read in
         tok = self.tokenizer
         sink = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
@@ -91,9 +97,7 @@ class ScopeReader:
     def states(self, texts: Sequence[str], relation: bool = True) -> list[PromptStates]:
         """States of block `scope_block`; with `relation`, also the paper's query (a forward up
         to the first MoLoRA block instead of only the few blocks below `scope_block`)."""
-        if self.editor.prompt_format != self._read_format:
-            self._background = self._entity_cache = None
-            self._read_format = self.editor.prompt_format
+        self._forget_other_format()
         out: list[PromptStates] = []
         for i in range(0, len(texts), BATCH):
             out += self._states_batch(list(texts[i:i + BATCH]), relation)
@@ -149,6 +153,32 @@ class ScopeReader:
         q = captured["q"].float().cpu() if relation else torch.zeros(len(rows), 0)
         skip = len(prefix)
         return [PromptStates(states=h[i, S - len(r) + skip:], offsets=enc[1], relation=q[i]) for i, (r, enc) in enumerate(zip(rows, encoded))]
+
+    def states_kept(self, texts: Sequence[str]) -> list[PromptStates]:
+        """`states(texts, relation=False)`, reading again only the texts that are not edit prompts
+        already read (earlier edits' prompts, the commonest negatives). The lower blocks never
+        change, so a kept state is what a new read would give (up to batching's rounding)."""
+        self._forget_other_format()
+        missing = list(dict.fromkeys(t for t in texts if t not in self._kept))
+        read = dict(zip(missing, self.states(missing, relation=False)))
+        return [self._kept[t] if t in self._kept else read[t] for t in texts]
+
+    def _forget_other_format(self) -> None:
+        if self.editor.prompt_format != self._read_format:
+            self._background = self._entity_cache = None
+            self._kept.clear()
+            self._kept_tokens = 0
+            self._read_format = self.editor.prompt_format
+
+    def _keep(self, text: str, item: PromptStates) -> None:
+        if text in self._kept:
+            self._kept.move_to_end(text)
+            return
+        self._kept[text] = item
+        self._kept_tokens += item.states.shape[0]
+        while self._kept_tokens > KEPT_TOKENS and len(self._kept) > 1:
+            _, old = self._kept.popitem(last=False)
+            self._kept_tokens -= old.states.shape[0]
 
     @property
     def relation_is_free(self) -> bool:
@@ -243,7 +273,11 @@ class ScopeReader:
         if cfg.scope_context_positives > 0 and span is not None and span[0] > 0:
             contexts.append(request.prompt[span[0]:span[1]])
         positives_text = [request.prompt, *request.train_paraphrases, *contexts]
-        pos = self.states(positives_text[:1]) + self.states(positives_text[1:], relation=False)
+        if self.relation_is_free:  # the relation comes with every state: one read
+            pos = self.states(positives_text)
+        else:
+            pos = self.states(positives_text[:1]) + self.states(positives_text[1:], relation=False)
+        self._keep(request.prompt, pos[0])
         key_pos, head_pos = self.key_positions(pos[0], request.prompt, subject)
         init = self.router.standardise(pos[0].states[key_pos])
         parts = (init[None] if head_pos == key_pos
@@ -251,7 +285,7 @@ class ScopeReader:
         relation = self.router.relation_unit(pos[0].relation)
         negatives_text = self._negative_prompts(request, subject, init, earlier)
         near_text = self._near_misses(request, subject, init, earlier)
-        read = self.states(negatives_text + near_text, relation=False)  # one batched read of both
+        read = self.states_kept(negatives_text + near_text)  # one batched read of both
         neg, near = read[:len(negatives_text)] + self.background(), read[len(negatives_text):]
         as_items = lambda xs: [(p.states, torch.ones(p.states.shape[0], dtype=torch.bool)) for p in xs]
         key = self.router.fit_key(parts, as_items(pos), as_items(neg + near), cfg.scope_key_steps, cfg.scope_key_lr)
