@@ -15,9 +15,9 @@ from PySide6.QtCore import QObject, Signal
 
 from elder_engine import EditRequest, EditStarted, EditStep, Progress
 
-from . import eval_session
-from .engine_session import EngineSession, FieldError, HistoryState, LoadMessage, ModelInfo
-from .messages import UserMessage, describe
+from .session import eval_session
+from .session.engine_session import EngineSession, FieldError, HistoryState, LoadMessage, ModelInfo
+from .session.messages import UserMessage, describe
 from .watch_controller import WatchController
 from .worker import Job, Worker
 

@@ -70,7 +70,7 @@ def _install_excepthook(window_ref: list) -> None:
     def hook(kind, error, trace) -> None:
         logging.getLogger("app").error("unhandled error", exc_info=(kind, error, trace))
         if window_ref and window_ref[0] is not None:
-            from .messages import describe
+            from .session.messages import describe
             window_ref[0].show_message(describe(error))
     sys.excepthook = hook
 
@@ -86,8 +86,8 @@ def run(argv: Optional[list[str]] = None) -> int:
         return 2
 
     from PySide6.QtCore import Qt, QTimer
+    from PySide6.QtGui import QColor, QPixmap
     from PySide6.QtWidgets import QApplication, QSplashScreen
-    from PySide6.QtGui import QPixmap, QColor
 
     _quiet_qt_messages()
     app = QApplication.instance() or QApplication(sys.argv[:1])
@@ -158,7 +158,7 @@ def _smoke(app, window) -> int:
     outcome = {"code": 1}
     started = time.perf_counter()
 
-    from .messages import UserMessage
+    from .session.messages import UserMessage
 
     def finish() -> None:
         window._force_close = True

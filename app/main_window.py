@@ -8,13 +8,19 @@ from typing import Optional
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
-    QFileDialog, QMainWindow, QMessageBox, QScrollArea, QSplitter, QTabWidget, QVBoxLayout, QWidget,
+    QFileDialog,
+    QMainWindow,
+    QMessageBox,
+    QScrollArea,
+    QSplitter,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
 )
 
 from . import __version__, format_choice, runtime
 from .controller import Workbench
 from .menus import build_menus
-from .messages import UserMessage
 from .overlay import LoadingOverlay
 from .panels.edit_panel import EditPanel
 from .panels.eval_panel import EvalPanel
@@ -22,6 +28,7 @@ from .panels.history_panel import HistoryPanel
 from .panels.probe_panel import ProbePanel
 from .panels.router_map import RouterMapPanel
 from .panels.watch_panel import WatchPanel
+from .session.messages import UserMessage
 from .settings import AppSettings
 from .status_bar import WorkbenchStatusBar
 from .widgets import MessageBar

@@ -12,9 +12,9 @@ from typing import Optional
 
 from PySide6.QtCore import QObject, Signal
 
-from . import watch_session
-from .messages import UserMessage
-from .watch_session import WatchView
+from .session import watch_session
+from .session.messages import UserMessage
+from .session.watch_session import WatchView
 
 
 class WatchController(QObject):

@@ -11,45 +11,17 @@ Signals of the runner arrive at `Worker`, which lives in the GUI thread, so the 
 
 from __future__ import annotations
 
-import itertools
 import logging
 import traceback
-from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Optional
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from elder_engine import CancelToken
-
 from .runtime import lower_thread_priority
+from .session.jobs import Job, JobCancelled, JobContext  # noqa: F401  (the worker's job types)
 
 log = logging.getLogger(__name__)
-_ids = itertools.count(1)
 WORKER_NICE = 4   # below the GUI thread, above the plot renderer
-
-
-@dataclass
-class Job:
-    label: str                                  # "Applying edit", shown while it runs
-    fn: Callable[["JobContext"], Any]           # runs in the worker thread
-    kind: str = "job"
-    cancellable: bool = False
-    on_progress: Optional[Callable[[Any], None]] = None   # GUI thread
-    on_done: Optional[Callable[[Any], None]] = None       # GUI thread
-    on_error: Optional[Callable[[BaseException], None]] = None
-    on_cancelled: Optional[Callable[[Any], None]] = None
-    cancel: CancelToken = field(default_factory=CancelToken)
-    id: int = field(default_factory=lambda: next(_ids))
-
-
-class JobCancelled(Exception):
-    """Raised by a job to say it stopped on request; its argument is passed to on_cancelled."""
-
-
-@dataclass
-class JobContext:
-    cancel: CancelToken
-    emit: Callable[[Any], None]
 
 
 class _Runner(QObject):

@@ -35,7 +35,7 @@ DATA = ROOT.parent / "shared" / "data"
 
 def _editor(args, prompt_format: str, chat_query: str = "prompt"):
     from elder_engine import DEFAULT_PROFILE, ElderEditor, get_profile, load_model
-    from elder_engine.loading import LoadSettings
+    from elder_engine.models.loading import LoadSettings
 
     config = get_profile(args.profile or DEFAULT_PROFILE).replace(prompt_format=prompt_format, chat_query=chat_query)
     return ElderEditor(load_model("default", LoadSettings(threads=args.threads)), config)

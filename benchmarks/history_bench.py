@@ -38,8 +38,8 @@ sys.path.insert(0, str(ROOT))
 from elder_engine import EditRequest, ElderEditor, dev_split, get_profile, load_edits, load_model  # noqa: E402
 from elder_engine.history import EditHistory  # noqa: E402
 from elder_engine.history.snapshots import encode_tensor  # noqa: E402
-from elder_engine.metrics import exact_match, mean, token_accuracy  # noqa: E402
-from elder_engine.state import state_tensors  # noqa: E402
+from elder_engine.evaluation.metrics import exact_match, mean, token_accuracy  # noqa: E402
+from elder_engine.editing.state import state_tensors  # noqa: E402
 
 
 def log(msg: str) -> None:

@@ -57,7 +57,7 @@ def main(argv=None) -> int:
 
     from elder_engine import DEFAULT_PROFILE, EditRequest, ElderEditor, get_profile, load_model
     from elder_engine.elder.negatives import entities
-    from elder_engine.loading import LoadSettings
+    from elder_engine.models.loading import LoadSettings
 
     torch.set_num_threads(args.threads)
     data = json.loads(Path(args.file).read_text(encoding="utf-8"))

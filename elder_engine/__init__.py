@@ -9,32 +9,77 @@ Public API (the app and scripts use only these names):
         ...                                         # EditStarted, EditStep..., EditFinished | EditCancelled
     result = editor.probe("The capital of X is", target="Y")
     editor.save("state.safetensors"); ElderEditor.from_state(loaded, "state.safetensors")
+
+Packages: `models` (loading, prompt formats, blocks), `elder` (the method as a peft tuner),
+`editing` (the editor, training, probing, state), `evaluation` (data, metrics, lifelong runs,
+reports, sweeps), `baselines`, `history`, `cli`.
+
+The names below are imported on first use, so `import elder_engine` (and `--help`) does not
+pay for torch, transformers and peft.
 """
 
-from .data import EditRecord, LoadReport, dev_split, load_edits
-from .editor import EditRequest, ElderEditor
-from .elder import DEFAULT_PROFILE, ElderConfig, get_profile, profile_names
-from .elder.negatives import guess_subject
-from .errors import (
-    DataFormatError, EditRequestError, ElderError, HistoryError, ModelLoadError, StateFormatError,
-    UnsupportedModelError,
-)
-from .evaluate import EvalResult, lifelong_eval, measure
-from .events import (
-    AppliedEdit, CancelToken, EditCancelled, EditFinished, EditStarted, EditStep, Progress,
-)
-from .loading import LoadedModel, LoadSettings, default_model_path, load_model
-from .probe import Alternative, ProbeResult
-from .prompt_format import FORMATS as PROMPT_FORMATS
-from .prompt_format import has_chat_template
-from .state import read_state_file, write_state_file
+from __future__ import annotations
 
-__all__ = [
-    "Alternative", "PROMPT_FORMATS", "has_chat_template",
-    "AppliedEdit", "CancelToken", "DEFAULT_PROFILE", "DataFormatError", "EditCancelled", "EditFinished",
-    "EditRecord", "EditRequest", "EditRequestError", "EditStarted", "EditStep", "ElderConfig", "ElderEditor",
-    "ElderError", "EvalResult", "HistoryError", "LoadReport", "LoadSettings", "LoadedModel", "ModelLoadError",
-    "ProbeResult", "Progress", "StateFormatError", "UnsupportedModelError", "default_model_path", "dev_split",
-    "get_profile", "guess_subject", "lifelong_eval", "load_edits", "load_model", "measure", "profile_names", "read_state_file",
-    "write_state_file",
-]
+import importlib
+from typing import TYPE_CHECKING
+
+# public name -> the module that defines it
+_EXPORTS = {
+    "AppliedEdit": "editing.events", "CancelToken": "editing.events", "EditCancelled": "editing.events",
+    "EditFinished": "editing.events", "EditStarted": "editing.events", "EditStep": "editing.events",
+    "Progress": "editing.events",
+    "EditRequest": "editing.request", "ElderEditor": "editing.editor",
+    "Alternative": "editing.probe", "ProbeResult": "editing.probe",
+    "read_state_file": "editing.state", "write_state_file": "editing.state",
+    "DEFAULT_PROFILE": "elder.profiles", "ElderConfig": "elder.config", "get_profile": "elder.profiles",
+    "profile_names": "elder.profiles", "guess_subject": "elder.negatives",
+    "DataFormatError": "errors", "EditRequestError": "errors", "ElderError": "errors", "HistoryError": "errors",
+    "ModelLoadError": "errors", "StateFormatError": "errors", "UnsupportedModelError": "errors",
+    "EditRecord": "evaluation.data", "LoadReport": "evaluation.data", "dev_split": "evaluation.data",
+    "load_edits": "evaluation.data",
+    "EvalResult": "evaluation.lifelong", "lifelong_eval": "evaluation.lifelong", "measure": "evaluation.lifelong",
+    "LoadedModel": "models.loading", "LoadSettings": "models.loading", "default_model_path": "models.loading",
+    "load_model": "models.loading",
+    "has_chat_template": "models.prompt_format",
+}
+_RENAMED = {"PROMPT_FORMATS": ("models.prompt_format", "FORMATS")}
+
+__all__ = sorted([*_EXPORTS, *_RENAMED])
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        module, attr = _EXPORTS[name], name
+    elif name in _RENAMED:
+        module, attr = _RENAMED[name]
+    else:
+        raise AttributeError(f"module 'elder_engine' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), attr)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # what the names are, for type checkers and IDEs
+    from .editing.editor import ElderEditor
+    from .editing.events import (
+        AppliedEdit, CancelToken, EditCancelled, EditFinished, EditStarted, EditStep, Progress,
+    )
+    from .editing.probe import Alternative, ProbeResult
+    from .editing.request import EditRequest
+    from .editing.state import read_state_file, write_state_file
+    from .elder.config import ElderConfig
+    from .elder.negatives import guess_subject
+    from .elder.profiles import DEFAULT_PROFILE, get_profile, profile_names
+    from .errors import (
+        DataFormatError, EditRequestError, ElderError, HistoryError, ModelLoadError, StateFormatError,
+        UnsupportedModelError,
+    )
+    from .evaluation.data import EditRecord, LoadReport, dev_split, load_edits
+    from .evaluation.lifelong import EvalResult, lifelong_eval, measure
+    from .models.loading import LoadedModel, LoadSettings, default_model_path, load_model
+    from .models.prompt_format import FORMATS as PROMPT_FORMATS
+    from .models.prompt_format import has_chat_template

@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from elder_engine import EditRequest, ElderEditor, LoadSettings, get_profile, load_model  # noqa: E402
 from elder_engine.elder.layer import ElderLayer  # noqa: E402
-from elder_engine.state import state_tensors  # noqa: E402
+from elder_engine.editing.state import state_tensors  # noqa: E402
 
 RESULTS: list[dict] = []
 
@@ -118,7 +118,7 @@ def shape_checks(device: str, shapes: Path, edits: int) -> dict:
     """A model of the default model's shape (random weights): edit speed and inference overhead."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from elder_engine.tokens import encode
+    from elder_engine.models.tokens import encode
 
     figures = {}
     with tempfile.TemporaryDirectory() as folder:

@@ -14,7 +14,7 @@ import time
 import torch
 
 from elder_engine import LoadSettings, dev_split, load_edits, load_model
-from elder_engine.comparison import run_method
+from elder_engine.evaluation.comparison import run_method
 
 
 def main() -> None:

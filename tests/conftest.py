@@ -32,7 +32,7 @@ def default_model(default_model_cache_dir, default_model_load_messages):
     """The default model, loaded once per session. Shared by every test: do not change its
     weights or tokenizer in place (remove anything you attach before the test ends)."""
     from elder_engine.errors import ModelLoadError
-    from elder_engine.loading import LoadSettings, default_model_path, load_model
+    from elder_engine.models.loading import LoadSettings, default_model_path, load_model
 
     try:
         default_model_path()
@@ -46,6 +46,6 @@ def default_model(default_model_cache_dir, default_model_load_messages):
 def fresh_default_model(default_model, default_model_cache_dir):
     """A private copy of the default model (from the conversion cache, ~0.5 s) for tests that
     attach ELDER or otherwise change the model in place."""
-    from elder_engine.loading import LoadSettings, load_model
+    from elder_engine.models.loading import LoadSettings, load_model
 
     return load_model("default", LoadSettings(cache_dir=default_model_cache_dir, threads=1))

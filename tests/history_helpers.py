@@ -8,7 +8,7 @@ import torch
 
 from elder_engine import EditRequest, ElderEditor, get_profile
 from elder_engine.history import EditHistory
-from elder_engine.state import state_tensors
+from elder_engine.editing.state import state_tensors
 from tiny import tiny_loaded
 
 FACTS = [

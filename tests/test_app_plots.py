@@ -18,7 +18,7 @@ def test_router_view_before_any_probe_shows_a_hint_not_bare_axes(qtbot):
 
 
 def _scoped_result(fired: bool):
-    from elder_engine.probe import ProbeResult
+    from elder_engine.editing.probe import ProbeResult
 
     probs = (0.70, 0.05, 0.02, 0.01, 0.01, 0.01, 0.01, 0.01) if fired else (0.05, 0.02, 0.01, 0.01, 0.0, 0.0, 0.0, 0.0)
     return ProbeResult(
@@ -31,7 +31,7 @@ def _scoped_result(fired: bool):
 
 
 def test_router_view_shows_the_scoped_distribution_with_edit_names_the_rest_grouped_and_defer(qtbot):
-    from app.engine_session import ProbeView
+    from app.session.engine_session import ProbeView
     from app.panels.router_view import RouterView
     from app.render import render_idle
 

@@ -2,7 +2,7 @@
 
 1. `elder_engine` never imports Qt (PySide6, shiboken, matplotlib's Qt backends).
 2. `app` uses only the engine's public API: the package `elder_engine` itself and
-   `elder_engine.history`, never a private engine module (`elder_engine.editor`, ...).
+   `elder_engine.history`, never a private engine module (`elder_engine.editing.editor`, ...).
 3. Every name `app` imports from `elder_engine` is exported by `elder_engine/__init__.py`.
 """
 
@@ -87,8 +87,49 @@ def test_app_imports_only_exported_engine_names():
 
 
 @pytest.mark.parametrize("source, expected", [
-    ("from elder_engine.editor import ElderEditor", "elder_engine.editor"),
+    ("from elder_engine.editing.editor import ElderEditor", "elder_engine.editing.editor"),
     ("from .elder import get_profile", "elder_engine.elder"),
 ])
 def test_the_scanner_sees_private_and_relative_imports(source, expected):
     assert expected in [m for m, _n, _l in _imports_in(source, "elder_engine")]
+
+
+def test_import_linter_contracts_hold(capsys, monkeypatch):
+    """The layer contracts in pyproject.toml ([tool.importlinter]), checked by import-linter on
+    the real import graph: no cycles; the engine never imports app or Qt; app.session no Qt;
+    the method never imports editing, evaluation, history or the CLI."""
+    import tomllib
+
+    from importlinter.cli import lint_imports
+
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    monkeypatch.chdir(ROOT)
+    monkeypatch.syspath_prepend(str(ROOT))
+    code = lint_imports(config_filename=str(ROOT / "pyproject.toml"), no_cache=True)
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert f"Contracts: {len(contracts)} kept, 0 broken." in out, out
+
+
+def test_import_and_help_do_not_load_torch():
+    """`import elder_engine` and the CLI's --help stay light: torch, transformers, peft and
+    matplotlib load only when a command that needs them runs."""
+    import subprocess
+    import sys
+
+    heavy = ("torch", "transformers", "peft", "matplotlib")
+    script = (
+        "import sys, contextlib, io\n"
+        "import elder_engine\n"
+        "from elder_engine.cli.main import main\n"
+        "for argv in (['--help'], ['eval', '--help'], ['history', '--help'], ['bench', '--help']):\n"
+        "    with contextlib.redirect_stdout(io.StringIO()):\n"
+        "        try:\n"
+        "            main(argv)\n"
+        "        except SystemExit as e:\n"
+        "            assert e.code == 0, (argv, e.code)\n"
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout

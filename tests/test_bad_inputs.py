@@ -19,10 +19,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from elder_engine import EditRequest, ElderError
-from elder_engine.data import FORMATS, load_edits
+from elder_engine.evaluation.data import FORMATS, load_edits
 from elder_engine.errors import DataFormatError, EditRequestError, HistoryError, ModelLoadError, StateFormatError
 from elder_engine.history import EditHistory, load_bundle
-from elder_engine.loading import LoadSettings, load_model
+from elder_engine.models.loading import LoadSettings, load_model
 from history_helpers import FACTS, edit, open_tiny, same_state, state, tiny_editor
 from tiny import tiny_loaded
 

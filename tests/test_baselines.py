@@ -11,14 +11,14 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
 from elder_engine.baselines import FtlEditor, GraceEditor, LoraEditor
-from elder_engine.editor import EditRequest
+from elder_engine.editing.request import EditRequest
 from elder_engine.elder import get_profile
-from elder_engine.events import CancelToken, EditCancelled, EditStep
-from elder_engine.loading import LoadedModel, compute_fingerprint
-from elder_engine.methods import build_method, method_names, parse_settings, state_bytes
-from elder_engine.metrics import locality, token_accuracy
-from elder_engine.tokens import encode
-from elder_engine.training import target_cross_entropy
+from elder_engine.editing.events import CancelToken, EditCancelled, EditStep
+from elder_engine.models.loading import LoadedModel, compute_fingerprint
+from elder_engine.evaluation.methods import build_method, method_names, parse_settings, state_bytes
+from elder_engine.evaluation.metrics import locality, token_accuracy
+from elder_engine.models.tokens import encode
+from elder_engine.editing.training import target_cross_entropy
 
 from tiny import WORDS, tiny_tokenizer
 
@@ -182,7 +182,7 @@ def test_method_names_and_settings():
 def test_each_name_builds_that_method(taught):
     """What `--method NAME` and `--set NAME.x=v` reach: the method of that name, with that
     setting, on the same budget as ELDER's, wrapping what that method wraps."""
-    from elder_engine.editor import ElderEditor
+    from elder_engine.editing.editor import ElderEditor
 
     own = {"elder": {"max_steps": 7}, "lora": {"rank": 2}, "ft-l": {"norm_constraint": 0.05},
            "grace": {"eps_init": 3.0}}

@@ -20,7 +20,7 @@ UNRELATED = ["Who wrote the play Hamlet?", "What is the chemical symbol for gold
 
 @pytest.fixture(scope="module")
 def chat_editor(default_model, default_model_cache_dir):
-    from elder_engine.loading import LoadSettings, load_model
+    from elder_engine.models.loading import LoadSettings, load_model
 
     loaded = load_model("default", LoadSettings(cache_dir=default_model_cache_dir, threads=1))
     return ElderEditor(loaded, get_profile("scoped-router", prompt_format="chat"))

@@ -48,7 +48,8 @@ def run_forked(argv: list[str], cwd: Path, block_model: bool, as_nobody: bool = 
             if as_nobody:  # an unprivileged user: root would write a read-only file anyway
                 os.setgid(65534), os.setuid(65534)
             sys.stdout, sys.stderr = open(1, "w", closefd=False), open(2, "w", closefd=False)
-            from elder_engine import cli, loading
+            from elder_engine.cli import common, main as cli
+            from elder_engine.models import loading
 
             if block_model:  # any attempt to load a model is a failure of the case
                 def refuse(*_a, **_k):
@@ -56,7 +57,7 @@ def run_forked(argv: list[str], cwd: Path, block_model: bool, as_nobody: bool = 
                     sys.stderr.flush()
                     os._exit(99)
                 loading.load_model = refuse
-                cli.open_model = refuse
+                common.open_model = refuse
             try:
                 code = cli.main(argv)
             except SystemExit as exc:

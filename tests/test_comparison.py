@@ -10,12 +10,12 @@ import re
 
 import pytest
 
-from elder_engine.cli import main
-from elder_engine.comparison import FIGURES, MethodRun
-from elder_engine.curves import parse_checkpoints, write_curves
-from elder_engine.data import dev_split
-from elder_engine.evaluate import EvalResult
-from elder_engine.report import build_html, disagreements, text_table
+from elder_engine.cli.main import main
+from elder_engine.evaluation.comparison import FIGURES, MethodRun
+from elder_engine.evaluation.curves import parse_checkpoints, write_curves
+from elder_engine.evaluation.data import dev_split
+from elder_engine.evaluation.lifelong import EvalResult
+from elder_engine.evaluation.report import build_html, disagreements, text_table
 
 METHODS = ("elder", "lora", "ft-l", "grace")
 
@@ -121,8 +121,8 @@ def test_a_record_the_method_refuses_is_skipped_and_reported_not_fatal():
     98 tokens) used to end the whole run; it is now skipped, named, and left out of every metric."""
     from history_helpers import tiny_editor
 
-    from elder_engine.data import EditRecord
-    from elder_engine.evaluate import lifelong_eval
+    from elder_engine.evaluation.data import EditRecord
+    from elder_engine.evaluation.lifelong import lifelong_eval
 
     editor = tiny_editor(profile="keyed-experts", max_steps=2)
     long_target = " ".join(["quux"] * 80)

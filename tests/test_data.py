@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from elder_engine.data import EditRecord, LoadReport, detect_format, dev_split, load_edits
+from elder_engine.evaluation.data import EditRecord, LoadReport, detect_format, dev_split, load_edits
 from elder_engine.errors import DataFormatError
 
 SAMPLES = Path(__file__).resolve().parent.parent / "resources" / "samples"

@@ -14,7 +14,7 @@ import pytest
 from elder_engine import StateFormatError
 from elder_engine.history import EditHistory
 from elder_engine.history import store as store_mod
-from elder_engine.state import write_state_file
+from elder_engine.editing.state import write_state_file
 from history_helpers import edit, open_tiny, tiny_editor
 
 
@@ -82,7 +82,7 @@ def test_bundle_import_syncs_and_removes_nothing_after_the_rename(tmp_path, call
 
 
 def test_gguf_cache_is_fsynced_before_it_gets_its_name(tmp_path, calls):
-    from elder_engine.loading import LoadSettings, load_model
+    from elder_engine.models.loading import LoadSettings, load_model
     from test_loading import write_tiny_gguf
 
     gguf = write_tiny_gguf(tmp_path / "tiny.gguf")

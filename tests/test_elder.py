@@ -3,13 +3,13 @@
 import pytest
 import torch
 
-from elder_engine.editor import EditRequest, ElderEditor
+from elder_engine.editing.editor import EditRequest, ElderEditor
 from elder_engine.elder import ElderLayer, get_profile
 from elder_engine.errors import EditRequestError, UnsupportedModelError
-from elder_engine.events import CancelToken, EditCancelled, EditStep
-from elder_engine.presets import draw_preset
-from elder_engine.tokens import encode
-from elder_engine.training import LowerBlockCache, full_target_logits
+from elder_engine.editing.events import CancelToken, EditCancelled, EditStep
+from elder_engine.elder.presets import draw_preset
+from elder_engine.models.tokens import encode
+from elder_engine.editing.training import LowerBlockCache, full_target_logits
 
 from tiny import FAMILIES, tiny_loaded
 
@@ -200,7 +200,7 @@ def test_invalid_requests_are_refused_with_a_message():
 
 def test_a_target_with_no_tokens_is_refused(monkeypatch):
     # Some tokenizers silently drop text they cannot encode; scoring zero tokens would say P = 1.
-    from elder_engine.prompt_format import PromptFormat
+    from elder_engine.models.prompt_format import PromptFormat
     editor = make()
     monkeypatch.setattr(PromptFormat, "target_ids", lambda self, tokenizer, prompt, target: [])
     with pytest.raises(EditRequestError, match="no tokens"):

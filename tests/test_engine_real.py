@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from elder_engine import EditRequest, ElderEditor, get_profile
-from elder_engine.tokens import encode
+from elder_engine.models.tokens import encode
 
 pytestmark = pytest.mark.real_model
 ROOT = Path(__file__).resolve().parents[1]

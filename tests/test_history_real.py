@@ -7,9 +7,9 @@ import json
 import pytest
 
 from elder_engine import EditRequest, ElderEditor, get_profile
-from elder_engine.cli import main
+from elder_engine.cli.main import main
 from elder_engine.history import EditHistory, load_bundle
-from elder_engine.loading import LoadSettings, load_model
+from elder_engine.models.loading import LoadSettings, load_model
 from history_helpers import run, same_state, state
 
 pytestmark = pytest.mark.real_model

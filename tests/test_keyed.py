@@ -2,12 +2,12 @@
 
 import torch
 
-from elder_engine.editor import EditRequest, ElderEditor
+from elder_engine.editing.editor import EditRequest, ElderEditor
 from elder_engine.elder import get_profile
 from elder_engine.elder.keyed import KeyIndex
-from elder_engine.events import CancelToken, EditCancelled, EditStep
-from elder_engine.tokens import encode, key_ids
-from elder_engine.training import full_target_logits
+from elder_engine.editing.events import CancelToken, EditCancelled, EditStep
+from elder_engine.models.tokens import encode, key_ids
+from elder_engine.editing.training import full_target_logits
 
 from tiny import tiny_loaded
 

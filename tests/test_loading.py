@@ -17,9 +17,10 @@ from transformers import (AutoModelForCausalLM, BertConfig, BertModel, DistilBer
                           DistilBertModel, GPT2Config, GPTNeoXConfig, LlamaConfig,
                           PreTrainedTokenizerFast, Qwen2Config)
 
-from elder_engine import gguf_cache, loading
+from elder_engine.models import gguf_cache, loading
 from elder_engine.errors import ModelLoadError, UnsupportedModelError
-from elder_engine.loading import LoadSettings, load_model, transformer_blocks
+from elder_engine.models.blocks import find_blocks
+from elder_engine.models.loading import LoadSettings, load_model
 
 torch.set_num_threads(1)
 
@@ -127,7 +128,7 @@ def test_tiny_model_loads_with_stable_fingerprint(tmp_path, kind):
     assert first.device == torch.device("cpu") and not first.model.training
     assert not any(p.requires_grad for p in first.model.parameters())
     assert first.tokenizer.pad_token is not None and first.tokenizer.padding_side == "left"
-    name, blocks = transformer_blocks(first.model)
+    name, blocks = find_blocks(first.model)
     assert (name, len(blocks)) == TINY[kind][1:]
 
     shutil.copytree(tmp_path / "m", tmp_path / "copy")  # the path is not part of the identity
@@ -158,11 +159,11 @@ def test_fingerprint_sees_the_middle_of_large_tensors(tmp_path):
     assert loading.compute_fingerprint(model) != before
 
 
-def test_transformer_blocks_rejects_a_model_without_blocks():
+def test_find_blocks_rejects_a_model_without_blocks():
     model = torch.nn.Sequential(torch.nn.Linear(2, 2))
     model.config = LlamaConfig(num_hidden_layers=3)
     with pytest.raises(UnsupportedModelError, match="transformer blocks"):
-        transformer_blocks(model)
+        find_blocks(model)
 
 
 # --- GGUF conversion cache -------------------------------------------------------------------
@@ -374,7 +375,7 @@ def test_default_model(default_model, default_model_cache_dir, default_model_loa
     assert again.fingerprint == default_model.fingerprint
     assert again.model_type == "llama" and again.display_name == "SmolLM2-135M-Instruct"
     assert again.source == "default"
-    assert transformer_blocks(again.model)[0] == "model.layers"
+    assert find_blocks(again.model)[0] == "model.layers"
 
     tokenizer = again.tokenizer
     inputs = tokenizer(["The capital of France is"], return_tensors="pt")

@@ -9,12 +9,12 @@ import torch
 from transformers import AutoTokenizer
 
 from elder_engine import EditRequest, EditRequestError, ElderEditor, ElderError, HistoryError, get_profile
-from elder_engine.cli import main as cli_main
+from elder_engine.cli.main import main as cli_main
 from elder_engine.history import EditHistory
-from elder_engine.metrics import token_accuracy
+from elder_engine.evaluation.metrics import token_accuracy
 from elder_engine.errors import StateFormatError
-from elder_engine.prompt_format import make_format
-from elder_engine.tokens import encode
+from elder_engine.models.prompt_format import make_format
+from elder_engine.models.tokens import encode
 
 from tiny import CHAT_TEMPLATE, tiny_loaded, tiny_tokenizer
 

@@ -5,13 +5,13 @@ import pytest
 import torch
 
 from elder_engine import guess_subject
-from elder_engine.editor import EditRequest, ElderEditor
+from elder_engine.editing.editor import EditRequest, ElderEditor
 from elder_engine.elder import get_profile
 from elder_engine.elder.negatives import background_prompts, entities, swap_subject
-from elder_engine.elder.model import find_blocks
+from elder_engine.models.blocks import find_blocks
 from elder_engine.elder.scope import ScopeRouter, subject_span
-from elder_engine.events import CancelToken, EditCancelled, EditStep
-from elder_engine.tokens import encode
+from elder_engine.editing.events import CancelToken, EditCancelled, EditStep
+from elder_engine.models.tokens import encode
 
 from tiny import tiny_loaded
 

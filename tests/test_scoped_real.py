@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from elder_engine import EditRequest, ElderEditor, get_profile
-from elder_engine.tokens import target_ids
+from elder_engine.models.tokens import target_ids
 
 pytestmark = pytest.mark.real_model
 
@@ -28,7 +28,7 @@ def edited(fresh_default_model_module):
 
 @pytest.fixture(scope="module")
 def fresh_default_model_module(default_model, default_model_cache_dir):
-    from elder_engine.loading import LoadSettings, load_model
+    from elder_engine.models.loading import LoadSettings, load_model
 
     return load_model("default", LoadSettings(cache_dir=default_model_cache_dir, threads=1))
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from elder_engine.cli import main
-from elder_engine.data import dev_split
-from elder_engine.sweep import VOLATILE, RunLog, SweepError, run_one, split_values
-from elder_engine.sweep_report import build_html, summarise
+from elder_engine.cli.main import main
+from elder_engine.evaluation.data import dev_split
+from elder_engine.evaluation.sweep import VOLATILE, RunLog, SweepError, run_one, split_values
+from elder_engine.evaluation.sweep_report import build_html, summarise
 from test_architecture import ROOT, _files, _imports
 from tiny import tiny_loaded, tiny_model, tiny_tokenizer
 
@@ -138,9 +138,9 @@ def test_nothing_else_imports_ray():
             if any(m == "ray" or m.startswith("ray.") for m, _, _ in _imports(path)):
                 importers.append(str(path.relative_to(ROOT)))
     # (benchmarks/sweep.py imports it for --ray-overhead only, inside that function)
-    assert sorted(importers) == ["benchmarks/sweep.py", "elder_engine/sweep_cmd.py"]
+    assert sorted(importers) == ["benchmarks/sweep.py", "elder_engine/cli/sweep_cmd.py"]
     code = ("import importlib, pkgutil, sys, elder_engine\n"
-            "from elder_engine.cli import build_parser\n"
+            "from elder_engine.cli.main import build_parser\n"
             "build_parser()\n"
             "for m in pkgutil.walk_packages(elder_engine.__path__, 'elder_engine.'):\n"
             "    if m.name != 'elder_engine.__main__': importlib.import_module(m.name)\n"
@@ -163,8 +163,8 @@ def test_run_log_drops_a_torn_last_line_and_is_exclusive(tmp_path):
 
 
 def test_a_failing_run_is_a_row_not_an_exception():
-    from elder_engine.data import EditRecord
-    from elder_engine.sweep import RunSpec
+    from elder_engine.evaluation.data import EditRecord
+    from elder_engine.evaluation.sweep import RunSpec
 
     records = [EditRecord(p, t, (para,), (), (loc,)) for p, t, para, loc in RECORDS[:2]]
     spec = RunSpec("d.json", "/d.json", "0" * 64, "plain", "elder", "paper", {"first_edit_layer": 50}, 0, 2, 0)

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from elder_engine import cli
+from elder_engine.cli import common, main as cli
 from elder_engine.history import WatchList
 from history_helpers import edit, open_tiny, tiny_editor
 
@@ -30,7 +30,7 @@ def call(capsys, *argv):
 def no_model(monkeypatch):
     def refuse(*_a, **_k):
         raise AssertionError("the model was loaded")
-    monkeypatch.setattr(cli, "open_model", refuse)
+    monkeypatch.setattr(common, "open_model", refuse)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from transformers import (
     MistralConfig, MistralForCausalLM, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM,
 )
 
-from elder_engine.loading import LoadedModel, compute_fingerprint
+from elder_engine.models.loading import LoadedModel, compute_fingerprint
 
 WORDS = (
     "<pad> <unk> the capital of france is paris london berlin who wrote hamlet shakespeare what "

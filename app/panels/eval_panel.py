@@ -8,19 +8,30 @@ import math
 from pathlib import Path
 from typing import Optional
 
+from matplotlib.ticker import MaxNLocator
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
-    QComboBox, QFileDialog, QGridLayout, QHBoxLayout, QHeaderView, QLabel, QProgressBar, QPushButton, QSpinBox,
-    QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
+    QComboBox,
+    QFileDialog,
+    QGridLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
 )
-
-from matplotlib.ticker import MaxNLocator
 
 from elder_engine import ElderError, dev_split
 
 from .. import style
-from ..eval_session import METRICS
 from ..plots import PlotWidget
+from ..session.eval_session import METRICS
 
 SAMPLES = Path(__file__).resolve().parents[2] / "resources" / "samples"
 ITEM_COLUMNS = (("#", 32), ("Prompt", 0), ("Target", 110), ("Output", 150), ("Rel.", 54),

@@ -9,8 +9,7 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QVBox
 
 from .. import style
 from ..plots import PlotWidget
-from ..projection import METHODS
-
+from ..session.projection import METHODS
 
 MAX_EDIT_LABELS = 15
 

@@ -20,13 +20,13 @@ from typing import Any, Iterator, Optional
 import torch
 from torch import nn
 
-from ..elder import ElderConfig, find_blocks, get_profile, resolve_targets
+from ..editing.events import AppliedEdit, CancelToken, EditCancelled, EditFinished, EditStarted, EditStep
+from ..editing.training import FrozenPrefix, target_cross_entropy
+from ..elder import ElderConfig, get_profile, resolve_targets
 from ..errors import EditRequestError
-from ..events import AppliedEdit, CancelToken, EditCancelled, EditFinished, EditStarted, EditStep
-from ..prompt_format import make_format
-from ..tokens import Batch, encode
-from ..training import FrozenPrefix, target_cross_entropy
-
+from ..models.blocks import find_blocks
+from ..models.prompt_format import make_format
+from ..models.tokens import Batch, encode
 
 BUDGET = ("max_steps", "early_stop_loss", "max_batch")
 

@@ -26,8 +26,8 @@ import torch
 from torch import nn
 
 from ..errors import EditRequestError
-from ..tokens import Batch
-from ..training import _StopForward, inner_model
+from ..models.blocks import StopForward, forward_until
+from ..models.tokens import Batch
 from .common import BaselineConfig, BaselineEditor, tensor_bytes
 
 SPANS = ("key", "from_key")
@@ -157,15 +157,9 @@ class GraceEditor(BaselineEditor):
         def grab(module, args):
             x = args[0]
             seen["x"] = x[0, batch.query_positions[0]].detach()
-            raise _StopForward
+            raise StopForward
 
-        hook = self.layer.register_forward_pre_hook(grab)
-        try:
-            inner_model(self.model)(**batch.model_inputs(), use_cache=False)
-        except _StopForward:
-            pass
-        finally:
-            hook.remove()
+        forward_until(self.model, None, pre_hooks=[(self.layer, grab)], **batch.model_inputs(), use_cache=False)
         x = seen["x"]
         return x.float(), self.layer.base(x[None])[0].float()
 

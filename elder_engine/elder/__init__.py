@@ -1,12 +1,12 @@
 """ELDER as a peft-style tuner: config.py / layer.py / model.py, plus routing and profiles."""
 
-from .config import ElderConfig, FFN_MODULE_BY_MODEL_TYPE
+from .config import FFN_MODULE_BY_MODEL_TYPE, ElderConfig
 from .layer import ElderLayer
-from .model import ElderModel, find_blocks, resolve_targets
+from .model import ElderModel, resolve_targets
 from .profiles import DEFAULT_PROFILE, get_profile, profile_names
 from .routing import RoutingState
 
 __all__ = [
     "DEFAULT_PROFILE", "ElderConfig", "ElderLayer", "ElderModel", "FFN_MODULE_BY_MODEL_TYPE",
-    "RoutingState", "find_blocks", "get_profile", "profile_names", "resolve_targets",
+    "RoutingState", "get_profile", "profile_names", "resolve_targets",
 ]

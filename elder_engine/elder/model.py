@@ -8,29 +8,17 @@ allocation codes.
 
 from __future__ import annotations
 
-
 import torch
-from torch import nn
 from peft.tuners.tuners_utils import BaseTuner
+from torch import nn
 
 from ..errors import UnsupportedModelError
+from ..models.blocks import find_blocks
 from .config import FFN_MODULE_BY_MODEL_TYPE, ElderConfig
-from .layer import ElderLayer, in_out_features
 from .keyed import KeyIndex
+from .layer import ElderLayer, in_out_features
 from .routing import RoutingState, hamming_to_codes, topk_code
 from .scope import ScopeRouter
-
-
-def find_blocks(model: nn.Module) -> tuple[str, nn.ModuleList]:
-    """The decoder blocks: the ModuleList whose length is the model's layer count."""
-    n = getattr(model.config, "num_hidden_layers", None) or getattr(model.config, "n_layer", None)
-    for name, module in model.named_modules():
-        if isinstance(module, nn.ModuleList) and len(module) == n and n:
-            return name, module
-    raise UnsupportedModelError(
-        f"Cannot find the transformer blocks of this {model.config.model_type} model "
-        f"(no module list of {n} blocks); ELDER needs a decoder-only transformer."
-    )
 
 
 def resolve_targets(model: nn.Module, config: ElderConfig) -> ElderConfig:

@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 
 from ..durable import fsync_dir, fsync_file
+from ..editing.state import apply_state, read_state_file, state_meta, state_tensors, write_state_file
 from ..errors import HistoryError, StateFormatError
-from ..state import apply_state, read_state_file, state_meta, state_tensors, write_state_file
 from . import snapshots as snap
 from .schema import EditRow, Info, ModelRow
 from .store import Store
@@ -100,7 +100,7 @@ def _state_part(tensors: dict) -> dict:
 
 def load_bundle(path, loaded):
     """A fresh ElderEditor on `loaded` with the bundle's state; no database involved."""
-    from ..editor import ElderEditor
+    from ..editing.editor import ElderEditor
     from ..elder import ElderConfig
 
     tensors, meta = read_bundle(Path(path), loaded.fingerprint)

@@ -6,8 +6,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Optional
 
-from ..editor import EditRequest
-from ..events import AppliedEdit
+from ..editing.events import AppliedEdit
+from ..editing.request import EditRequest
 from .schema import EditRow
 
 

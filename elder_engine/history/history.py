@@ -11,16 +11,15 @@ state; a failure or cancel puts the engine back and leaves the file as it was.
 from __future__ import annotations
 
 import dataclasses
-
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
 from sqlalchemy import delete, func, select, update
 
-from ..editor import EditRequest
+from ..editing.events import AppliedEdit, CancelToken, EditCancelled, EditFinished, EditStep, Progress
+from ..editing.probe import ProbeResult
+from ..editing.request import EditRequest
 from ..errors import HistoryError
-from ..events import AppliedEdit, CancelToken, EditCancelled, EditFinished, EditStep, Progress
-from ..probe import ProbeResult
 from . import snapshots as snap
 from .entries import HistoryChanged, HistoryEntry
 from .entries import applied_from_row as _applied

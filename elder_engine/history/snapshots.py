@@ -63,8 +63,8 @@ import torch
 from sqlalchemy import delete, select
 from sqlalchemy.orm import undefer
 
+from ..editing.state import STATE_FORMAT, STATE_VERSION, apply_state, state_meta, state_tensors
 from ..errors import HistoryError, StateFormatError
-from ..state import STATE_FORMAT, STATE_VERSION, apply_state, state_meta, state_tensors
 from .schema import StateRow, TensorBlob
 
 DEFAULT_KEYFRAME_BUDGET_S = 10.0

@@ -22,9 +22,9 @@ from typing import Callable, Iterable, Iterator, Optional, Sequence
 import torch
 from sqlalchemy import delete, select
 
+from ..editing.events import CancelToken, Progress
 from ..errors import EditRequestError, HistoryError
-from ..events import CancelToken, Progress
-from ..tokens import encode
+from ..models.tokens import encode
 from . import watch_io
 from .schema import EditRow, WatchRow, utcnow
 from .snapshots import prefix_keys
