@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from elder_engine.editing.editor import EditRequest, ElderEditor
+from elder_engine.editing.views import query_of
 from elder_engine.elder import ElderLayer, get_profile
 from elder_engine.errors import EditRequestError, UnsupportedModelError
 from elder_engine.editing.events import CancelToken, EditCancelled, EditStep
@@ -83,8 +84,8 @@ def test_query_is_last_real_prompt_token_under_left_padding():
     mixed = encode(editor.tokenizer, ["who wrote hamlet ?", "the capital of the first city of france is"],
                    ["shakespeare", "paris"])
     assert mixed.input_ids.shape[1] > alone.input_ids.shape[1]  # the first row is left-padded
-    q_alone = editor._query(alone)
-    q_mixed = editor._query(mixed)
+    q_alone = query_of(editor, alone)
+    q_mixed = query_of(editor, mixed)
     torch.testing.assert_close(q_alone[0], q_mixed[0], rtol=1e-5, atol=1e-5 * float(q_alone[0].detach().abs().max()))
     # and it is the token before the target, not a target or pad token
     assert int(mixed.query_positions[0]) == mixed.input_ids.shape[1] - 2

@@ -189,7 +189,7 @@ def test_each_edit_gets_a_key_a_threshold_and_its_own_expert():
     editor.apply(EditRequest("who wrote hamlet ?", "paris"))
     router = editor.tuner.scope_router
     assert router.keys.shape[0] == 2 and router.thresholds.shape == (2,)
-    assert all(len(layer.pool) == 2 for layer in editor.tuner.elder_layers)
+    assert all(layer.pool_size == 2 for layer in editor.tuner.elder_layers)
     assert editor.edits[0].subject == "france"
     assert {"scope_router.keys", "scope_router.thresholds", "scope_router.bg_mean"} <= set(editor.tuner.state_dict())
     index = editor.expert_index(["the capital of france is", "who wrote hamlet ?"])

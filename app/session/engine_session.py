@@ -369,22 +369,11 @@ class EngineSession:
         prompts = [e.prompt for e in edits] + list(probe_prompts)
         weights = [np.asarray(w, dtype=float) for w in (self.editor.route(prompts) if prompts else [])]
         flat = np.asarray([w.reshape(-1) for w in weights]).reshape(len(prompts), -1)
-        fired, hamming, routes = [], [], []
-        codes = np.asarray([e.code for e in edits], dtype=int).reshape(len(edits), -1)
-        for w in weights[len(edits):]:
-            if keyed:
-                used = np.flatnonzero(w.sum(axis=0) > 0) if w.size else np.array([], dtype=int)
-                routes.append(int(used[0]) if len(used) else -1)
-                fired.append(bool(len(used)))
-                hamming.append(None)
-                continue
-            top = np.argsort(-w, axis=1)[:, : cfg.top_k]
-            code = np.zeros_like(w, dtype=int)
-            np.put_along_axis(code, top, 1, axis=1)
-            d = int(np.abs(codes - code.reshape(1, -1)).sum(1).min()) if len(edits) else None
-            hamming.append(d)
-            routes.append(-1)
-            fired.append(not cfg.deferral or (bool(edits) and d < cfg.epsilon))
+        # fired / deferred as the engine decides it when it generates (key scope included)
+        decisions = self.editor.firing(list(probe_prompts))
+        fired, hamming = [f for f, _ in decisions], [d for _, d in decisions]
+        routes = [int(i) for i in self.editor.expert_index(list(probe_prompts))] if keyed and probe_prompts \
+            else [-1] * len(probe_prompts)
         if len(prompts) < 4:
             method = "PCA"    # t-SNE needs a few points; PCA is exact for two or three
         coords = project(flat, method) if prompts else np.zeros((0, 2))

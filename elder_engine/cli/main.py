@@ -21,7 +21,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import bench_cmd, eval_cmd, history_cmd, sweep_cmd  # noqa: F401  (register their commands)
+    from . import adapter_cmd, bench_cmd, eval_cmd, history_cmd, sweep_cmd  # noqa: F401  (register their commands)
 
     parser = OneLineParser(prog="python -m elder_engine", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)

@@ -24,7 +24,9 @@ from .events import AppliedEdit, CancelToken, EditCancelled, EditFinished, EditS
 from .probe import ProbeResult, run_probe
 from .request import EditRequest
 from .scoping import ScopeReader, prefixed_copies
-from .state import apply_state, check_meta, load_state, read_state_file, save_state
+from . import views
+from .export import read_pretrained, save_pretrained
+from .state import apply_state, apply_state_dict, check_meta, load_state, read_state_file, save_state
 from .training import LowerBlockCache, full_target_logits, guided_loss, target_cross_entropy
 
 MAX_TARGET_TOKENS = 64
@@ -97,7 +99,8 @@ class ElderEditor:
         return [p for layer in self.tuner.elder_layers for p in (layer.elder_A[name], layer.elder_B[name])]
 
     def extra_parameters(self) -> int:
-        pooled = sum(a.numel() + b.numel() for layer in self.tuner.elder_layers for a, b in layer.pool)
+        """Numbers ELDER adds to the model: its parameters and the frozen experts (buffers)."""
+        pooled = sum(b.numel() for layer in self.tuner.elder_layers for b in layer.elder_pool.buffers())
         return sum(p.numel() for p in self.parameters()) + pooled
 
     def expert_index(self, prompts: list[str]) -> Optional[torch.Tensor]:
@@ -165,7 +168,7 @@ class ElderEditor:
         self.tuner.generator.set_state(snap["rng"])
         self.edits = list(snap["edits"])
         for layer in self.tuner.elder_layers:
-            del layer.pool[snap["pool"]:]
+            layer.truncate_pool(snap["pool"])
         self.tuner.key_index = copy.deepcopy(snap["keys"])
         self.tuner.scope_router.load(snap["scope"])
 
@@ -198,7 +201,7 @@ class ElderEditor:
             preset_t = torch.tensor(preset, dtype=torch.long)
             index = torch.full((len(prompts),), TRAINING_EXPERT) if keyed else None
             cache = LowerBlockCache(self.tuner, batch, index) if self.cache_lower_blocks else None
-            query = cache.query if cache else self._query(batch)
+            query = cache.query if cache else views.query_of(self, batch)
             params = self.training_parameters()
             optimizer = torch.optim.Adam(params, lr=cfg.learning_rate)
             start, curve, step, early = time.perf_counter(), [], 0, False
@@ -274,11 +277,6 @@ class ElderEditor:
                 return event.edit
         raise RuntimeError("edit ended without finishing")
 
-    def _query(self, batch: Batch) -> torch.Tensor:
-        with torch.no_grad(), self.tuner.routing.session(batch.query_positions, deferral=False) as state:
-            self.model(**batch.model_inputs(), use_cache=False)
-            return state.query
-
     # -------------------------------------------------------------- scoring
     @torch.no_grad()
     def target_logits(self, prompts: list[str], targets: list[str], *, original: bool = False) -> tuple[torch.Tensor, Batch]:
@@ -329,6 +327,18 @@ class ElderEditor:
         apply_state(editor, tensors, meta)
         return editor
 
+    def save_pretrained(self, folder) -> None:
+        """Export in peft's layout (adapter_config.json + adapter_model.safetensors; export.py)."""
+        save_pretrained(self, folder)
+
+    @classmethod
+    def from_pretrained(cls, loaded, folder, **kwargs) -> "ElderEditor":
+        """A fresh engine on the base model `loaded` with an exported folder's state."""
+        config, state, rng, meta = read_pretrained(folder)
+        editor = cls(loaded, config, **kwargs)
+        apply_state_dict(editor, state, rng, meta)
+        return editor
+
     def set_inference(self, **changes) -> None:
         """Change the deferral switch, epsilon or the keyed scope threshold (INFERENCE_SETTINGS);
         no retraining needed."""
@@ -341,42 +351,17 @@ class ElderEditor:
             raise EditRequestError("scope_threshold is a cosine similarity: choose a value from 0 to 1.")
         self.tuner.config_elder = dataclasses.replace(self.config, **changes)
 
-    @torch.no_grad()
     def route(self, prompts: list[str], batch_size: int = 16) -> list[tuple[tuple[float, ...], ...]]:
-        """Each prompt's gates per layer, without generation: the router softmax (L, N) for
-        router profiles; for keyed profiles 1 for the edit whose experts it uses, else 0 (L, E)."""
-        L = len(self.tuner.elder_layers)
-        if self.tuner.scoped:
-            if not self.edits or not prompts:
-                return [tuple(() for _ in range(L)) for _ in prompts]
-            probs = self.scope.route(list(prompts)).probs[:, :-1]
-            return [tuple(tuple(float(x) for x in row) for _ in range(L)) for row in probs]
-        if self.tuner.keyed:
-            index = self.expert_index(list(prompts))
-            n = self.tuner.num_pool_experts
-            return [tuple(tuple(float(i == int(e)) for i in range(n)) for _ in range(L)) for e in index]
-        out: list[tuple[tuple[float, ...], ...]] = []
-        for i in range(0, len(prompts), batch_size):
-            batch = encode(self.tokenizer, list(prompts[i:i + batch_size]), fmt=self.prompt_format).to(self.device)
-            weights = self.tuner.router_weights(self._query(batch))
-            out += [tuple(tuple(float(x) for x in row) for row in w) for w in weights]
-        return out
+        """Each prompt's gates per layer, without generation (views.py)."""
+        return views.route(self, prompts, batch_size)
 
-    @torch.no_grad()
     def router_space(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Scoped routing: the router's own input space. Returns the edits' keys (E, d) and, per
-        prompt, the standardised state of its token that matched its nearest edit best (P, d)."""
-        if not self.tuner.scoped:
-            raise EditRequestError("router_space is defined for the scoped router only")
-        router = self.tuner.scope_router
-        if not prompts:
-            return router.keys.clone(), torch.zeros(0, router.keys.shape[1])
-        if not self.edits:
-            items = self.scope.states(prompts, relation=False)
-            return router.keys.clone(), torch.stack([router.standardise(p.states[-1]) for p in items])
-        decision, items = self.scope.route_with_states(list(prompts))
-        points = [router.standardise(p.states[int(pos)]) for p, pos in zip(items, decision.best_position)]
-        return router.keys.clone(), torch.stack(points)
+        """Scoped routing: the router's own input space, edits' keys and prompts' points (views.py)."""
+        return views.router_space(self, prompts)
+
+    def firing(self, prompts: list[str]) -> list[tuple[bool, Optional[int]]]:
+        """Per prompt: whether its experts apply, and the Hamming distance behind it (views.py)."""
+        return views.firing(self, prompts)
 
     def probe(self, query: str, target: Optional[str] = None, max_new_tokens: int = 24) -> ProbeResult:
         self.validate(query, target)

@@ -11,14 +11,14 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from ..elder import ElderConfig
-from ..elder.keyed import KeyIndex
+from ..elder.config import ARCHITECTURE_FIELDS
 from ..errors import EditRequestError, StateFormatError
 from ..models.prompt_format import make_format
 from .events import AppliedEdit
@@ -30,22 +30,68 @@ STATE_FORMAT = "elder-state"
 STATE_VERSION = 1
 
 
+# The state file names what `ElderModel.elder_state_dict()` holds in a layout of its own, kept
+# since the first version so that every saved state and history opens bit for bit: a layer by
+# its index instead of its module path, the adapter name dropped, codes as bytes.
+_LAYER_PARTS = {"elder_A.default": "A", "elder_B.default": "B", "elder_router.default.weight": "router.weight",
+                "elder_router.default.bias": "router.bias"}
+_TUNER_PARTS = {"key_index.": "keys.", "scope_router.": "scope."}
+
+
+def _file_name(key: str, layer_index: dict[str, int]) -> str:
+    if key == "stored_codes":
+        return "codes"
+    for ours, theirs in _TUNER_PARTS.items():
+        if key.startswith(ours):
+            return theirs + key[len(ours):]
+    layer, _, part = key.partition(".elder_")
+    part = "elder_" + part
+    i = layer_index[layer]
+    if part.startswith("elder_pool."):
+        return f"layers.{i}.experts.{part[len('elder_pool.'):]}"
+    return f"layers.{i}.{_LAYER_PARTS[part]}"
+
+
+def _state_dict_name(name: str, layer_names: list[str]) -> Optional[str]:
+    """The inverse of `_file_name`; None for the entries outside the state dict (the RNG)."""
+    if name == "codes":
+        return "stored_codes"
+    for ours, theirs in _TUNER_PARTS.items():
+        if name.startswith(theirs):
+            return ours + name[len(theirs):]
+    if not name.startswith("layers."):
+        return None
+    _, i, part = name.split(".", 2)
+    if not i.isdigit() or int(i) >= len(layer_names):
+        return None
+    if part.startswith("experts."):
+        return f"{layer_names[int(i)]}.elder_pool.{part[len('experts.'):]}"
+    inverse = {v: k for k, v in _LAYER_PARTS.items()}
+    return f"{layer_names[int(i)]}.{inverse[part]}" if part in inverse else None
+
+
 def state_tensors(editor: "Editor") -> dict[str, torch.Tensor]:
+    """The engine's state as the state file stores it: `elder_state_dict()` renamed, plus the
+    RNG state of the engine's generator (so presets drawn after a reload are the same)."""
+    tuner = editor.tuner
+    layer_index = {name: i for i, name in enumerate(tuner.elder_layer_names)}
     out: dict[str, torch.Tensor] = {}
-    name = "default"
-    for i, layer in enumerate(editor.tuner.elder_layers):
-        out[f"layers.{i}.A"] = layer.elder_A[name].detach().cpu().contiguous()
-        out[f"layers.{i}.B"] = layer.elder_B[name].detach().cpu().contiguous()
-        out[f"layers.{i}.router.weight"] = layer.elder_router[name].weight.detach().cpu().contiguous()
-        out[f"layers.{i}.router.bias"] = layer.elder_router[name].bias.detach().cpu().contiguous()
-        for e, (a, b) in enumerate(layer.pool):  # keyed routing: one frozen expert per edit
-            out[f"layers.{i}.experts.{e}.A"] = a.cpu().contiguous()
-            out[f"layers.{i}.experts.{e}.B"] = b.cpu().contiguous()
-    out.update(editor.tuner.key_index.to_tensors())
-    if editor.tuner.scoped:
-        out.update(editor.tuner.scope_router.tensors())
-    out["codes"] = editor.tuner.stored_codes.to(torch.uint8).contiguous()
-    out["rng_state"] = editor.tuner.generator.get_state().contiguous()
+    for key, tensor in tuner.elder_state_dict().items():
+        if key.startswith("scope_router.") and not tuner.scoped:
+            continue  # other profiles never had scoped-router tensors in their files
+        out[_file_name(key, layer_index)] = tensor.detach().cpu().contiguous()
+    out["codes"] = out["codes"].to(torch.uint8)
+    out["rng_state"] = tuner.generator.get_state().contiguous()
+    return out
+
+
+def to_state_dict(editor: "Editor", tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    names = editor.tuner.elder_layer_names
+    out = {}
+    for name, tensor in tensors.items():
+        key = _state_dict_name(name, names)
+        if key is not None:
+            out[key] = tensor
     return out
 
 
@@ -61,48 +107,32 @@ def state_meta(editor: "Editor") -> dict:
 
 
 def apply_state(editor: "Editor", tensors: dict[str, torch.Tensor], meta: dict) -> None:
-    """Load a state into an editor built for the same model and architecture settings."""
+    """Load a state file's tensors and meta into an editor built for the same model and
+    architecture settings."""
+    if "rng_state" not in tensors:
+        raise StateFormatError("The saved state is incomplete or from another layout (missing ['rng_state']).")
+    apply_state_dict(editor, to_state_dict(editor, tensors), tensors["rng_state"], meta)
+
+
+def apply_state_dict(editor: "Editor", state: dict[str, torch.Tensor], rng_state: torch.Tensor, meta: dict) -> None:
+    """Load `elder_state_dict()`-named tensors, the generator's state and the meta (config,
+    edits) into an editor; everything is checked before anything changes."""
     check_meta(meta, editor)
     saved = ElderConfig.from_dict(meta["config"])
     try:  # a chat-format state on a tokenizer without a chat template
         make_format(saved.prompt_format, editor.tokenizer, saved.chat_query)
     except EditRequestError as error:
         raise StateFormatError(f"The saved state was made in the {saved.prompt_format} format: {error}") from None
-    arch = ("num_edit_layers", "first_edit_layer", "ffn_module", "num_experts", "rank", "routing")
-    mismatch = [k for k in arch if getattr(saved, k) != getattr(editor.config, k)]
+    mismatch = [k for k in ARCHITECTURE_FIELDS if getattr(saved, k) != getattr(editor.config, k)]
     if mismatch:
         raise StateFormatError(f"The saved state was made with other ELDER layer settings ({', '.join(mismatch)}).")
-    fixed = {k for k in state_tensors(editor) if ".experts." not in k and not k.startswith(("keys.", "scope."))}
-    fixed |= {"keys.tokens", "keys.lengths", "keys.owners"}
-    missing = fixed - set(tensors)
-    if missing:
-        raise StateFormatError(f"The saved state is incomplete or from another layout (missing {sorted(missing)[:5]}).")
-    name = "default"
-    with torch.no_grad():
-        for i, layer in enumerate(editor.tuner.elder_layers):
-            for key, param in (("A", layer.elder_A[name]), ("B", layer.elder_B[name]),
-                               ("router.weight", layer.elder_router[name].weight),
-                               ("router.bias", layer.elder_router[name].bias)):
-                t = tensors[f"layers.{i}.{key}"]
-                if t.shape != param.shape:
-                    raise StateFormatError(f"Saved tensor layers.{i}.{key} has shape {tuple(t.shape)}, expected {tuple(param.shape)}")
-                param.copy_(t)
-            n = sum(1 for k in tensors if k.startswith(f"layers.{i}.experts.") and k.endswith(".A"))
-            device = layer.elder_A[name].device
-            layer.pool = [(tensors[f"layers.{i}.experts.{e}.A"].to(device),
-                           tensors[f"layers.{i}.experts.{e}.B"].to(device)) for e in range(n)]
-    editor.tuner.key_index = KeyIndex.from_tensors(tensors)
-    if editor.tuner.scoped:
-        if "scope.keys" not in tensors:
-            raise StateFormatError("The saved state has no scoped-router keys (incomplete or another layout).")
-        editor.tuner.scope_router.load(tensors)
-    editor.tuner.stored_codes = tensors["codes"].to(torch.bool).clone()
-    editor.tuner.generator.set_state(tensors["rng_state"].clone())
+    editor.tuner.load_elder_state_dict(state)
+    editor.tuner.generator.set_state(rng_state.clone())
     # Behavioural settings (epsilon, lr, ...) come with the state; the layout was checked above.
     editor.tuner.config_elder = _with_targets(saved, editor.config)
     for layer in editor.tuner.elder_layers:
-        layer.top_k[name] = saved.top_k
-        layer.scale[name] = saved.scale
+        layer.top_k["default"] = saved.top_k
+        layer.scale["default"] = saved.scale
     editor.edits = [AppliedEdit.from_dict(d) for d in meta["edits"]]
 
 

@@ -33,6 +33,11 @@ FFN_MODULE_BY_MODEL_TYPE = {
 }
 
 
+# The settings that fix the shape of ELDER's tensors: a saved state or bundle loads only into an
+# engine with the same values.
+ARCHITECTURE_FIELDS = ("routing", "num_edit_layers", "first_edit_layer", "ffn_module", "num_experts", "rank")
+
+
 @dataclass
 class ElderConfig(PeftConfig):
     """Settings of one ELDER engine. Fields below `profile` are ELDER's own."""

@@ -14,35 +14,56 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass, field
 
 import torch
+from torch import nn
 
 
-@dataclass
-class KeyIndex:
-    """Bags of token ids, one or more per edit, with document frequencies over all of them."""
+class KeyIndex(nn.Module):
+    """Bags of token ids, one or more per edit, with document frequencies over all of them.
 
-    keys: list[tuple[int, ...]] = field(default_factory=list)   # token ids of each key
-    owners: list[int] = field(default_factory=list)             # edit (expert) index of each key
-    df: Counter = field(default_factory=Counter)
-    _cache: list = field(default_factory=list, repr=False, compare=False)
-    _cache_size: int = field(default=-1, repr=False, compare=False)
+    The keys live in three buffers (`state_dict()` sees them): every key's token ids end to end,
+    each key's length, and the edit (expert) each key belongs to. The Python lists beside them
+    are derived, for the similarity loops."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("tokens", torch.zeros(0, dtype=torch.long))
+        self.register_buffer("lengths", torch.zeros(0, dtype=torch.long))
+        self.register_buffer("owners", torch.zeros(0, dtype=torch.long))
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        flat, self.keys, pos = self.tokens.tolist(), [], 0
+        for length in self.lengths.tolist():
+            self.keys.append(tuple(flat[pos:pos + length]))
+            pos += length
+        self.key_owners: list[int] = self.owners.tolist()
+        self.df: Counter = Counter()
+        for k in self.keys:
+            self.df.update(set(k))
+        self._cache: list = []
+        self._cache_size = -1
 
     def add(self, owner: int, token_ids: list[int]) -> None:
+        self.tokens = torch.cat([self.tokens, torch.tensor(list(token_ids), dtype=torch.long)])
+        self.lengths = torch.cat([self.lengths, torch.tensor([len(token_ids)], dtype=torch.long)])
+        self.owners = torch.cat([self.owners, torch.tensor([owner], dtype=torch.long)])
         self.keys.append(tuple(token_ids))
-        self.owners.append(owner)
+        self.key_owners.append(owner)
         self.df.update(set(token_ids))
 
     def truncate(self, n_owners: int) -> None:
         """Forget the keys of experts >= n_owners (used when an edit is undone)."""
-        kept = [(k, o) for k, o in zip(self.keys, self.owners) if o < n_owners]
-        self.keys = [k for k, _ in kept]
-        self.owners = [o for _, o in kept]
-        self.df = Counter()
-        for k in self.keys:
-            self.df.update(set(k))
-        self._cache_size = -1
+        keep = self.owners < n_owners
+        token_keep = torch.repeat_interleave(keep, self.lengths) if len(self.lengths) else keep
+        self.load(self.tokens[token_keep], self.lengths[keep], self.owners[keep])
+
+    def load(self, tokens: torch.Tensor, lengths: torch.Tensor, owners: torch.Tensor) -> None:
+        self.tokens = tokens.to(torch.long).clone()
+        self.lengths = lengths.to(torch.long).clone()
+        self.owners = owners.to(torch.long).clone()
+        self._rebuild()
 
     def _vector(self, token_ids) -> dict[int, float]:
         n = len(self.keys)
@@ -65,26 +86,17 @@ class KeyIndex:
             return -1, 0.0
         q = self._vector(token_ids)
         best, best_sim = -1, -1.0
-        for k, owner in zip(self._key_vectors(), self.owners):
+        for k, owner in zip(self._key_vectors(), self.key_owners):
             sim = sum(v * k.get(t, 0.0) for t, v in q.items())
             if sim >= best_sim - 1e-12:
                 best, best_sim = owner, sim
         return best, best_sim
 
     def to_tensors(self) -> dict[str, torch.Tensor]:
-        flat = [t for k in self.keys for t in k]
-        return {
-            "keys.tokens": torch.tensor(flat, dtype=torch.long),
-            "keys.lengths": torch.tensor([len(k) for k in self.keys], dtype=torch.long),
-            "keys.owners": torch.tensor(self.owners, dtype=torch.long),
-        }
+        return {"keys.tokens": self.tokens, "keys.lengths": self.lengths, "keys.owners": self.owners}
 
     @classmethod
     def from_tensors(cls, tensors: dict[str, torch.Tensor]) -> "KeyIndex":
         index = cls()
-        tokens = tensors["keys.tokens"].tolist()
-        pos = 0
-        for length, owner in zip(tensors["keys.lengths"].tolist(), tensors["keys.owners"].tolist()):
-            index.add(owner, tokens[pos:pos + length])
-            pos += length
+        index.load(tensors["keys.tokens"], tensors["keys.lengths"], tensors["keys.owners"])
         return index

@@ -27,6 +27,16 @@ def in_out_features(base: nn.Module) -> tuple[int, int]:
     raise TypeError(f"ELDER wraps nn.Linear or Conv1D modules, not {type(base).__name__}")
 
 
+class FrozenExpert(nn.Module):
+    """One finished edit's LoRA expert (keyed and scoped routing): A (r, d_in), B (d_out, r).
+    Buffers, not parameters: nothing trains them again, yet `state_dict()` and `.to()` see them."""
+
+    def __init__(self, A: torch.Tensor, B: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("A", A)
+        self.register_buffer("B", B)
+
+
 class ElderLayer(nn.Module, BaseTunerLayer):
     adapter_layer_names = ("elder_A", "elder_B", "elder_router")
 
@@ -49,9 +59,9 @@ class ElderLayer(nn.Module, BaseTunerLayer):
         self.elder_B = nn.ParameterDict()
         self.elder_router = nn.ModuleDict()
         self.keyed = config.routing in ("keyed", "scoped")  # one own expert per edit
-        # Keyed routing: finished experts, one (A, B) per edit, frozen; elder_A/elder_B hold the
-        # single expert being trained.
-        self.pool: list[tuple[torch.Tensor, torch.Tensor]] = []
+        # Keyed routing: finished experts, one per edit, frozen; elder_A/elder_B hold the single
+        # expert being trained.
+        self.elder_pool = nn.ModuleList()
         self.update_layer(adapter_name, config, generator)
         self._active_adapter = adapter_name
 
@@ -69,7 +79,11 @@ class ElderLayer(nn.Module, BaseTunerLayer):
             bound = 1.0 / math.sqrt(self.in_features)
             router.weight.uniform_(-bound, bound, generator=generator)
             router.bias.uniform_(-bound, bound, generator=generator)
-        self.elder_router[adapter_name] = router.to(weight.device)
+        # Own-expert profiles read no router, so they keep none; its numbers are drawn all the
+        # same, so that each seed's generator stream (every later expert's initialisation) is
+        # what it has always been.
+        if not self.keyed:
+            self.elder_router[adapter_name] = router.to(weight.device)
         self.top_k[adapter_name] = config.top_k
         self.scale[adapter_name] = config.scale
 
@@ -88,9 +102,22 @@ class ElderLayer(nn.Module, BaseTunerLayer):
             self.elder_A[name].copy_(a)
             self.elder_B[name].zero_()
 
+    @property
+    def pool_size(self) -> int:
+        return len(self.elder_pool)
+
+    def truncate_pool(self, n: int) -> None:
+        """Forget the experts of edits >= n (an undone or cancelled edit)."""
+        del self.elder_pool[n:]
+
+    def set_pool(self, experts: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        device = self.elder_A[self.active_adapters[0]].device
+        self.elder_pool = nn.ModuleList(FrozenExpert(a.to(device), b.to(device)) for a, b in experts)
+
     def commit_training_expert(self) -> None:
         name = self.active_adapters[0]
-        self.pool.append((self.elder_A[name][0].detach().clone(), self.elder_B[name][0].detach().clone()))
+        self.elder_pool.append(FrozenExpert(self.elder_A[name][0].detach().clone(),
+                                            self.elder_B[name][0].detach().clone()))
         with torch.no_grad():
             # The slot is drawn afresh before the next edit; emptied now, it is the same (zero)
             # tensor in every stored state, so the history stores it once instead of per state.
@@ -104,7 +131,8 @@ class ElderLayer(nn.Module, BaseTunerLayer):
             if e == TRAINING_EXPERT:
                 A, B = self.elder_A[name][0], self.elder_B[name][0]
             else:
-                A, B = self.pool[e]
+                expert = self.elder_pool[e]
+                A, B = expert.A, expert.B
             if rows is None:  # one expert for the whole batch: no scatter
                 return out + ((x.to(torch.float32) @ A.T) @ B.T * self.scale[name]).to(out.dtype)
             if delta is None:

@@ -61,19 +61,21 @@ class ElderModel(BaseTuner):
     prefix: str = "elder_"
     tuner_layer_cls = ElderLayer
     target_module_mapping = {k: [v] for k, v in FFN_MODULE_BY_MODEL_TYPE.items()}
-    uses_shared_state = True
 
     def __init__(self, model: nn.Module, config: ElderConfig, adapter_name: str = "default") -> None:
         config = resolve_targets(model, config)
         # State shared by all layers; must exist before BaseTuner injects them.
         nn.Module.__setattr__(self, "routing", RoutingState())
         self.generator = torch.Generator().manual_seed(config.seed)
-        self.stored_codes = torch.zeros(0, config.code_bits, dtype=torch.bool)
         self.elder_layers: list[ElderLayer] = []
-        self.key_index = KeyIndex()
         super().__init__(model, config, adapter_name)
         self.config_elder = config
-        self.elder_layers: list[ElderLayer] = [m for m in self.model.modules() if isinstance(m, ElderLayer)]
+        # Registered, like everything an edit adds, so state_dict() and .to() see them.
+        self.register_buffer("stored_codes", torch.zeros(0, config.code_bits, dtype=torch.bool))
+        self.key_index = KeyIndex()
+        named = [(n, m) for n, m in self.named_modules() if isinstance(m, ElderLayer)]
+        self.elder_layer_names = [n for n, _ in named]
+        self.elder_layers: list[ElderLayer] = [m for _, m in named]
         for i, layer in enumerate(self.elder_layers):
             layer.layer_index = i
         if len(self.elder_layers) != config.num_edit_layers:
@@ -82,13 +84,52 @@ class ElderModel(BaseTuner):
             )
         blocks_name, blocks = find_blocks(self.model)
         self.query_module = blocks[config.first_edit_layer - 1].get_submodule(config.ffn_module)
-        self._hook = self.query_module.register_forward_pre_hook(self._capture_query)
+        # The paper's query feeds the router and the code check; own-expert profiles read neither.
+        self._hook = None if self.own_experts else self.query_module.register_forward_pre_hook(self._capture_query)
         hidden = getattr(model.config, "hidden_size", None) or getattr(model.config, "n_embd")
         # Registered (a submodule), so state_dict() and .to() see the router's keys.
         relation_size = hidden if config.scope_relation == "scope-block" else in_out_features(self.query_module)[0]
         self.scope_router = ScopeRouter(hidden, relation_size,
                                         config.scope_temperature, config.scope_margin,
                                         config.scope_relation_weight)
+
+    # --- state ---
+    TUNER_STATE = ("stored_codes", "key_index.", "scope_router.")
+
+    def elder_state_dict(self) -> dict[str, torch.Tensor]:
+        """Everything ELDER adds to the model, named as `state_dict()` names it: each layer's
+        training expert and router (`elder_A`, `elder_B`, `elder_router`), its frozen experts
+        (`elder_pool`), the key index, the scoped router, the stored codes. The base model's
+        own weights are left out."""
+        return {k: v for k, v in self.state_dict(keep_vars=False).items()
+                if self.prefix in k or k.startswith(self.TUNER_STATE)}
+
+    def load_elder_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Load what `elder_state_dict` gives. The fixed-size tensors must match this engine's
+        layout; the growing ones (frozen experts, keys, codes, scoped router) are replaced."""
+        from ..errors import StateFormatError
+
+        fixed = {k: v for k, v in self.state_dict().items() if self.prefix in k and ".elder_pool." not in k}
+        needed = ["stored_codes", "key_index.tokens", "key_index.lengths", "key_index.owners"]
+        needed += ["scope_router.keys"] if self.scoped else []
+        missing = sorted(set(fixed) - set(state)) + [k for k in needed if k not in state]
+        if missing:
+            raise StateFormatError(f"The saved state is incomplete or from another layout (missing {missing[:5]}).")
+        for name, param in fixed.items():
+            if state[name].shape != param.shape:
+                raise StateFormatError(f"Saved tensor {name} has shape {tuple(state[name].shape)}, "
+                                       f"expected {tuple(param.shape)}")
+        with torch.no_grad():
+            for name, param in fixed.items():
+                param.copy_(state[name])
+            for layer_name, layer in zip(self.elder_layer_names, self.elder_layers):
+                pool = f"{layer_name}.elder_pool."
+                n = sum(1 for k in state if k.startswith(pool) and k.endswith(".A"))
+                layer.set_pool([(state[f"{pool}{e}.A"], state[f"{pool}{e}.B"]) for e in range(n)])
+        self.key_index.load(state["key_index.tokens"], state["key_index.lengths"], state["key_index.owners"])
+        self.stored_codes = state["stored_codes"].to(torch.bool).clone()
+        if any(k.startswith("scope_router.") for k in state):
+            self.scope_router.load(state, prefix="scope_router.")
 
     # --- peft tuner interface ---
     def _create_and_replace(self, peft_config, adapter_name, target, target_name, parent, current_key, **kwargs):
@@ -132,7 +173,7 @@ class ElderModel(BaseTuner):
 
     @property
     def num_pool_experts(self) -> int:
-        return len(self.elder_layers[0].pool) if self.elder_layers else 0
+        return self.elder_layers[0].pool_size if self.elder_layers else 0
 
     def route_keyed(self, token_ids: list[list[int]]) -> tuple[torch.Tensor, list[int], list[float]]:
         """Keyed routing of prompts (token ids): (expert index per row, -1 = deferred), and the
@@ -166,6 +207,3 @@ class ElderModel(BaseTuner):
             if self.config_elder.key_scope and state.expert_index is not None:
                 fire = fire & (state.expert_index.cpu() >= 0)
         state.fire = fire.to(state.query.device)
-
-    def remove(self) -> None:
-        self._hook.remove()

@@ -26,6 +26,7 @@ import torch
 
 from ..durable import fsync_dir, fsync_file
 from ..editing.state import apply_state, read_state_file, state_meta, state_tensors, write_state_file
+from ..elder.config import ARCHITECTURE_FIELDS
 from ..errors import HistoryError, StateFormatError
 from . import snapshots as snap
 from .schema import EditRow, Info, ModelRow
@@ -33,7 +34,6 @@ from .store import Store
 
 BUNDLE_FORMAT = "elder-bundle"
 BUNDLE_VERSION = 1
-_ARCH = ("routing", "num_edit_layers", "first_edit_layer", "ffn_module", "num_experts", "rank")
 _ROW_FIELDS = ("seq", "prompt", "target", "train_paraphrases", "locality_prompts", "preset", "settings", "profile",
                "engine", "status", "old_answer", "chain_key", "code", "steps", "duration_s", "cost_s", "final_loss",
                "loss_curve")
@@ -113,7 +113,7 @@ def import_bundle(cls, bundle_path: Path, db_path: Path, editor, **open_kwargs):
     """A new history at `db_path` holding the bundle's edits, its engine at the bundle's state."""
     tensors, meta = read_bundle(bundle_path, editor.loaded.fingerprint)
     info = meta["bundle"]
-    mismatch = [k for k in _ARCH if meta["config"].get(k) != getattr(editor.config, k)]
+    mismatch = [k for k in ARCHITECTURE_FIELDS if meta["config"].get(k) != getattr(editor.config, k)]
     if mismatch:
         raise StateFormatError(f"{bundle_path} was made with other ELDER layer settings ({', '.join(mismatch)}).")
     db_path = db_path.expanduser().absolute()
