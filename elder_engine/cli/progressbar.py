@@ -1,26 +1,26 @@
-"""A plain-text progress bar on stderr, for the CLI (stdout stays machine-readable)."""
+"""Progress on stderr for the CLI (stdout stays machine-readable), drawn by tqdm.
+
+The engine's generators report absolute progress (done of total, and a message); this adapts
+that to a tqdm bar, whose total may change as a job learns how much work it has."""
 
 from __future__ import annotations
 
 import sys
-import time
+
+from tqdm import tqdm
 
 
 class ProgressBar:
-    def __init__(self, label: str, stream=None, width: int = 30) -> None:
-        self.label, self.width = label, width
-        self.stream = stream or sys.stderr
-        self.start = time.perf_counter()
+    def __init__(self, label: str, stream=None) -> None:
+        self._bar = tqdm(desc=label, file=stream or sys.stderr, total=None, unit="step", dynamic_ncols=True,
+                         leave=True, mininterval=0.5, delay=0.2)
 
     def update(self, done: int, total: int, message: str = "") -> None:
-        frac = done / total if total else 1.0
-        filled = int(self.width * frac)
-        elapsed = time.perf_counter() - self.start
-        eta = elapsed / done * (total - done) if done else 0.0
-        bar = "#" * filled + "-" * (self.width - filled)
-        self.stream.write(f"\r{self.label} [{bar}] {done}/{total} {elapsed:5.0f}s eta {eta:4.0f}s {message[:40]:<40}")
-        self.stream.flush()
+        if total and self._bar.total != total:
+            self._bar.total = total
+        if message:
+            self._bar.set_postfix_str(message[:40], refresh=False)
+        self._bar.update(done - self._bar.n)  # tqdm redraws at most every `mininterval`
 
     def close(self) -> None:
-        self.stream.write("\n")
-        self.stream.flush()
+        self._bar.close()
