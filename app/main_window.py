@@ -8,7 +8,6 @@ from typing import Optional
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
-    QFileDialog,
     QMainWindow,
     QMessageBox,
     QScrollArea,
@@ -20,6 +19,7 @@ from PySide6.QtWidgets import (
 
 from . import __version__, format_choice, runtime
 from .controller import Workbench
+from .file_dialogs import FileDialogs
 from .menus import build_menus
 from .overlay import LoadingOverlay
 from .panels.edit_panel import EditPanel
@@ -34,11 +34,9 @@ from .status_bar import WorkbenchStatusBar
 from .widgets import MessageBar
 
 TAB_PROBE, TAB_MAP, TAB_HISTORY, TAB_EVAL, TAB_WATCH = range(5)
-BUNDLE_FILTER = "ELDER bundles (*.elderbundle);;All files (*)"
-HISTORY_FILTER = "Edit histories (*.elderdb *.sqlite *.db);;All files (*)"
 
 
-class MainWindow(QMainWindow):
+class MainWindow(FileDialogs, QMainWindow):
     def __init__(self, settings: AppSettings, data_dir: Path, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
         runtime.configure()
@@ -349,39 +347,6 @@ class MainWindow(QMainWindow):
                                 "later edits are replayed without it."):
                 return
         self.bench.history_action(action, seq or None)
-
-    def ask_open_folder(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Open a model folder (config.json + weights)")
-        if path:
-            self.load_model(path)
-
-    def ask_open_gguf(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open a GGUF model", "", "GGUF models (*.gguf);;All files (*)")
-        if path:
-            self.load_model(path)
-
-    def ask_open_history(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open an edit history", "", HISTORY_FILTER)
-        if path:
-            self.bench.open_history(path)
-
-    def ask_new_history(self, prompt_format=None) -> None:
-        """`prompt_format`: given by the edit form's format button (a menu's `checked` is not one)."""
-        format_choice.new_history(self, HISTORY_FILTER, prompt_format if isinstance(prompt_format, str) else None)
-
-    def ask_export_bundle(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export bundle", "edits.elderbundle", BUNDLE_FILTER)
-        if path:
-            self.bench.export_bundle(path)
-
-    def ask_import_bundle(self) -> None:
-        bundle, _ = QFileDialog.getOpenFileName(self, "Import bundle", "", BUNDLE_FILTER)
-        if not bundle:
-            return
-        db, _ = QFileDialog.getSaveFileName(self, "Save the imported history as", Path(bundle).stem + ".elderdb",
-                                            HISTORY_FILTER)
-        if db:
-            self.bench.import_bundle(bundle, db)
 
     # ------------------------------------------------------------------ evaluation
     def _evaluate(self, path: str, n_edits: int) -> None:

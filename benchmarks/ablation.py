@@ -22,19 +22,21 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from elder_engine.evaluation.metrics import METRICS, SHORT_LABELS  # noqa: E402
+
 PROFILES = ("paper", "paper+key-scope", "own-experts", "keyed-experts")
-KEYS = ("reliability", "generalization", "locality", "reliability_em", "generalization_em", "locality_em")
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| profile | edits | Rel | Gen | Loc | Rel EM | Gen EM | Loc EM | s/edit (median) | state |",
+    lines = ["| profile | edits | " + " | ".join(SHORT_LABELS.values()) + " | s/edit (median) | state |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         if row["status"] != "ok":
             lines.append(f"| {row['profile']} | failed: {row.get('error', '')} |")
             continue
         for n, metrics in sorted(row["curve"].items(), key=lambda item: int(item[0])):
-            cells = " | ".join("–" if metrics.get(k) is None else f"{metrics[k]:.3f}" for k in KEYS)
+            cells = " | ".join("–" if metrics.get(k) is None else f"{metrics[k]:.3f}" for k in METRICS)
             seconds = statistics.median(row["edit_seconds"][:int(n)])
             state = f"{row['state_bytes'] / 1e6:.1f} MB" if int(n) == row["edits"] else ""
             lines.append(f"| {row['profile']} | {n} | {cells} | {seconds:.2f} | {state} |")

@@ -21,14 +21,15 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-KEYS = ("reliability", "generalization", "locality", "reliability_em", "generalization_em", "locality_em")
+sys.path.insert(0, str(ROOT))
+from elder_engine.evaluation.metrics import METRICS, SHORT_LABELS  # noqa: E402
 
 
 def markdown(groups: list[dict]) -> str:
-    lines = ["| settings | windows | Rel | Gen | Loc | Rel EM | Gen EM | Loc EM | median steps |",
+    lines = ["| settings | windows | " + " | ".join(SHORT_LABELS.values()) + " | median steps |",
              "|---|---|---|---|---|---|---|---|---|"]
     for g in groups:
-        cells = " | ".join("–" if g.get(k) is None else f"{g[k]:.3f}" for k in KEYS)
+        cells = " | ".join("–" if g.get(k) is None else f"{g[k]:.3f}" for k in METRICS)
         lines.append(f"| {json.dumps(g['settings'], sort_keys=True)} | {g['ok']} | {cells} | "
                      f"{g['steps_per_edit_median']} |")
     return "\n".join(lines)

@@ -37,12 +37,13 @@ _EXPORTS = {
     "ModelLoadError": "errors", "StateFormatError": "errors", "UnsupportedModelError": "errors",
     "EditRecord": "evaluation.data", "LoadReport": "evaluation.data", "dev_split": "evaluation.data",
     "load_edits": "evaluation.data",
+    "METRICS": "evaluation.metrics", "TOKEN_METRICS": "evaluation.metrics",
     "EvalResult": "evaluation.lifelong", "lifelong_eval": "evaluation.lifelong", "measure": "evaluation.lifelong",
     "LoadedModel": "models.loading", "LoadSettings": "models.loading", "default_model_path": "models.loading",
     "load_model": "models.loading",
     "has_chat_template": "models.prompt_format",
 }
-_RENAMED = {"PROMPT_FORMATS": ("models.prompt_format", "FORMATS")}
+_RENAMED = {"PROMPT_FORMATS": ("models.prompt_format", "FORMATS"), "METRIC_LABELS": ("evaluation.metrics", "LABELS")}
 
 __all__ = sorted([*_EXPORTS, *_RENAMED])
 
@@ -80,6 +81,8 @@ if TYPE_CHECKING:  # what the names are, for type checkers and IDEs
     )
     from .evaluation.data import EditRecord, LoadReport, dev_split, load_edits
     from .evaluation.lifelong import EvalResult, lifelong_eval, measure
+    from .evaluation.metrics import LABELS as METRIC_LABELS
+    from .evaluation.metrics import METRICS, TOKEN_METRICS
     from .models.loading import LoadedModel, LoadSettings, default_model_path, load_model
     from .models.prompt_format import FORMATS as PROMPT_FORMATS
     from .models.prompt_format import has_chat_template

@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from elder_engine import ElderError, dev_split
+from elder_engine import TOKEN_METRICS, ElderError, dev_split
 
 from .. import style
 from ..plots import PlotWidget
@@ -36,7 +36,7 @@ from ..session.eval_session import METRICS
 SAMPLES = Path(__file__).resolve().parents[2] / "resources" / "samples"
 ITEM_COLUMNS = (("#", 32), ("Prompt", 0), ("Target", 110), ("Output", 150), ("Rel.", 54),
                 ("Gen.", 54), ("Loc.", 54))
-CURVE_METRICS = (("reliability", style.ACCENT), ("generalization", style.EDIT), ("locality", style.FIRED))
+CURVE_METRICS = tuple(zip(TOKEN_METRICS, (style.ACCENT, style.EDIT, style.FIRED)))
 
 
 def known_data_files() -> list[tuple[str, str]]:

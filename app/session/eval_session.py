@@ -18,6 +18,7 @@ from elder_engine import (
     EditFinished,
     EditRequest,
     ElderEditor,
+    METRIC_LABELS,
     LoadSettings,
     Progress,
     lifelong_eval,
@@ -28,10 +29,7 @@ from elder_engine import (
 from .engine_session import EngineSession
 from .jobs import JobCancelled, JobContext
 
-METRICS = (("reliability", "Reliability"), ("generalization", "Generalization"),
-           ("locality", "Locality"), ("reliability_em", "Reliability (exact match)"),
-           ("generalization_em", "Generalization (exact match)"),
-           ("locality_em", "Locality (exact match)"), ("seconds_per_edit", "Seconds per edit"))
+METRICS = (*METRIC_LABELS.items(), ("seconds_per_edit", "Seconds per edit"))
 
 
 @dataclass(frozen=True)

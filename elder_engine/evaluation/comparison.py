@@ -17,8 +17,8 @@ from ..elder import ElderConfig
 from .data import EditRecord
 from .lifelong import EvalResult, lifelong_eval
 from .methods import build_method, method_settings, state_bytes
+from .metrics import METRICS
 
-METRICS = ("reliability", "generalization", "locality", "reliability_em", "generalization_em", "locality_em")
 FIGURES = (*METRICS, "seconds_per_edit", "extra_parameters", "state_bytes")
 
 

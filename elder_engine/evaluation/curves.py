@@ -14,9 +14,10 @@ import math
 from pathlib import Path
 from typing import Mapping, Optional
 
-from .comparison import METRICS, MethodRun
+from .comparison import MethodRun
+from .metrics import LABELS, METRICS, TOKEN_METRICS
 
-PANELS = (("reliability", "Reliability"), ("generalization", "Generalization"), ("locality", "Locality"))
+PANELS = tuple((k, LABELS[k]) for k in TOKEN_METRICS)
 COLUMNS = ("method", "edits", *METRICS, "seconds_per_edit")
 
 

@@ -15,7 +15,7 @@ from ..editing.events import CancelToken, EditFinished, Progress
 from ..editing.request import EditRequest
 from ..errors import EditRequestError
 from .data import EditRecord
-from .metrics import exact_match, locality, mean, token_accuracy
+from .metrics import METRICS, exact_match, locality, mean, token_accuracy
 
 
 @dataclass
@@ -37,8 +37,7 @@ class EvalResult:
     skipped: list[tuple[int, str]] = field(default_factory=list)
 
     def summary(self) -> dict:
-        keys = ("edits", "reliability", "generalization", "locality", "reliability_em",
-                "generalization_em", "locality_em", "seconds_per_edit")
+        keys = ("edits", *METRICS, "seconds_per_edit")
         out = {k: getattr(self, k) for k in keys}
         if self.skipped:
             out["skipped"] = len(self.skipped)

@@ -13,6 +13,16 @@ from ..models.prompt_format import format_of
 
 BATCH = 16
 
+# The six figures every run reports, in report order: token-level accuracy (teacher-forced,
+# EasyEdit's) on the edit prompts, their paraphrases and the locality prompts, then the same
+# three as exact matches of the greedy output. Every table, curve and panel takes its columns
+# and labels from here.
+METRICS = ("reliability", "generalization", "locality", "reliability_em", "generalization_em", "locality_em")
+SHORT_LABELS = dict(zip(METRICS, ("Rel", "Gen", "Loc", "Rel EM", "Gen EM", "Loc EM")))
+_NAMES = ("Reliability", "Generalization", "Locality")
+LABELS = dict(zip(METRICS, (*_NAMES, *(f"{n} (exact match)" for n in _NAMES))))
+TOKEN_METRICS = METRICS[:3]
+
 
 class Scorable(Protocol):
     tokenizer: object

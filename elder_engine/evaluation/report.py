@@ -13,10 +13,11 @@ import math
 from pathlib import Path
 from typing import Mapping
 
-from .comparison import METRICS, MethodRun
+from .comparison import MethodRun
 from .curves import plot_png
+from .metrics import METRICS, SHORT_LABELS
 
-HEADERS = ("method", "Rel", "Gen", "Loc", "Rel EM", "Gen EM", "Loc EM", "s/edit", "extra params", "state")
+HEADERS = ("method", *SHORT_LABELS.values(), "s/edit", "extra params", "state")
 STYLE = """body{font-family:sans-serif;margin:2em;max-width:1300px}table{border-collapse:collapse;margin:1em 0}
 td,th{border:1px solid #bbb;padding:3px 8px;font-size:13px;vertical-align:top}th{background:#eee}
 td.num{text-align:right;font-family:monospace}.ok{color:#070}.bad{color:#a00}code{font-size:12px;white-space:pre-wrap;background:#f3f3f3}

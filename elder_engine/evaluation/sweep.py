@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ..errors import ElderError, cause_line
-from .comparison import METRICS
+from .metrics import METRICS
 
 # Records the tables in the README are measured on; settings are never chosen on them.
 # (split name -> [first, end) by position in the file.) ZsRE 300-599 and COUNTERFACT 0-74 are

@@ -9,7 +9,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Sequence
 
-from .comparison import METRICS
+from .metrics import METRICS, SHORT_LABELS
 from .sweep import group_key
 
 
@@ -55,7 +55,7 @@ def _cell(stats: dict, digits=3) -> str:
     return f"{stats['mean']:.{digits}f} ± {stats['sd']:.{digits}f}"
 
 
-TABLE_HEADERS = ("grid point", "runs", "Rel", "Gen", "Loc", "Rel EM", "Gen EM", "Loc EM", "s/edit", "median steps")
+TABLE_HEADERS = ("grid point", "runs", *SHORT_LABELS.values(), "s/edit", "median steps")
 
 
 def table_rows(summary: Sequence[dict]) -> list[list[str]]:

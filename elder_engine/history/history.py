@@ -16,7 +16,7 @@ from typing import Iterator, Optional, Sequence
 
 from sqlalchemy import delete, func, select, update
 
-from ..editing.events import AppliedEdit, CancelToken, EditCancelled, EditFinished, EditStep, Progress
+from ..editing.events import AppliedEdit, CancelToken, EditFinished, Progress
 from ..editing.probe import ProbeResult
 from ..editing.request import EditRequest
 from ..errors import HistoryError
@@ -24,15 +24,11 @@ from . import snapshots as snap
 from .entries import HistoryChanged, HistoryEntry
 from .entries import applied_from_row as _applied
 from .entries import entry_from_row as _entry
-from .entries import request_from_row as _request
 from .entries import training_record as _record
 from .schema import EditRow, EvalRunRow, Info, ModelRow, ProbeRow, StateRow, utcnow
+from .replay import ReplayCancelled, replay_edit, since_keyframe
 from .store import Store
 from .watch import WatchList
-
-
-class _Cancelled(Exception):
-    pass
 
 
 class EditHistory:
@@ -219,7 +215,7 @@ class EditHistory:
         with self._store.write("save the edit") as s:
             seq = (s.scalar(select(func.max(EditRow.seq))) or 0) + 1
             key = snap.child_key(self._keys[-1], seq)
-            since = self._since_keyframe(s, self._chain, self._keys) + cost
+            since = since_keyframe(s, self._chain, self._keys) + cost
             s.add(EditRow(seq=seq, prompt=applied.prompt, target=applied.target,
                           train_paraphrases=list(applied.train_paraphrases), locality_prompts=list(locality),
                           subject=applied.subject,
@@ -231,17 +227,6 @@ class EditHistory:
             self.watch.seed(s, locality)  # the prompts the user wants unchanged are watched from now on
         self._chain.append(seq)
         self._keys.append(key)
-
-    def _since_keyframe(self, s, chain: list[int], keys: list[str], upto: Optional[int] = None,
-                        durations: Optional[dict] = None) -> float:
-        """Replay cost (CPU seconds) of `chain[:upto]` since its last base or keyframe state."""
-        upto = len(chain) if upto is None else upto
-        stored = set(s.scalars(select(StateRow.chain_key).where(
-            StateRow.kind != "head", StateRow.chain_key.in_(keys[: upto + 1]))))
-        last = max(i for i in range(upto + 1) if keys[i] in stored)
-        if durations is None:
-            durations = dict(s.execute(select(EditRow.seq, EditRow.cost_s).where(EditRow.seq.in_(chain[last:upto]))).all())
-        return float(sum(durations[q] for q in chain[last:upto]))
 
     def _put_head(self, s, key: str, chain: list[int], kind: str, captured=None) -> None:
         """Make `key` the stored head: drop the previous transient head, store this one unless
@@ -322,12 +307,12 @@ class EditHistory:
             todo = target[start:]
             durations = {q: r.cost_s for q, r in rows.items()}
             with store.read() as s:
-                since = self._since_keyframe(s, target, keys, start, durations)
+                since = since_keyframe(s, target, keys, start, durations)
             new_states, updates, warnings, present = [], {}, [], None
             yield Progress(0, len(todo), f"{action}: from the state after edit {target[start - 1] if start else 0}")
             for done, seq in enumerate(todo, 1):
                 row, key = rows[seq], keys[start + done]
-                applied, cost = yield from self._replay(row, cancel, action, done, len(todo))
+                applied, cost = yield from replay_edit(editor, row, cancel, action, done, len(todo))
                 snap.set_rng(editor, row.rng_after)
                 if key == row.chain_key:  # same chain as when it was recorded: must match exactly
                     if tuple(applied.loss_curve) != tuple(row.loss_curve):
@@ -347,7 +332,7 @@ class EditHistory:
                     since = 0.0
                 yield Progress(done, len(todo), f"{action}: replayed edit {seq}", {"seq": seq, "warnings": warnings})
             if cancel is not None and cancel.cancelled:
-                raise _Cancelled
+                raise ReplayCancelled
             with store.write(action) as s:
                 now = utcnow()
                 for seq, status in changes.items():
@@ -361,7 +346,7 @@ class EditHistory:
                     snap.store_state(s, "keyframe", key, chain, config, captured)
                 s.flush()
                 self._put_head(s, keys[-1], target, "head")
-        except _Cancelled:
+        except ReplayCancelled:
             guard.restore()
             yield Progress(done, len(todo), f"{action}: cancelled, nothing changed", {"cancelled": True})
             return
@@ -371,27 +356,6 @@ class EditHistory:
         self._chain, self._keys = list(target), keys
         yield Progress(len(todo), len(todo), f"{action}: done",
                        {"head": self.head, "entries": self.entries(), "warnings": warnings})
-
-    def _replay(self, row: EditRow, cancel, action: str, n: int, total: int):
-        """Re-train one edit as it was first trained; returns the engine's AppliedEdit and
-        the replay's CPU seconds."""
-        if cancel is not None and cancel.cancelled:
-            raise _Cancelled
-        applied, clock = None, snap.CpuClock()
-        with snap.replay_conditions(self.editor, row.engine):
-            events = clock.run(self.editor.edit(_request(row), cancel))
-            try:
-                for event in events:
-                    if isinstance(event, EditStep):
-                        yield Progress(n - 1, total, f"{action}: replaying edit {row.seq} ({n}/{total})",
-                                       {"seq": row.seq, "step": event.step, "steps": event.total_steps})
-                    elif isinstance(event, EditCancelled):
-                        raise _Cancelled
-                    elif isinstance(event, EditFinished):
-                        applied = event.edit
-            finally:
-                events.close()
-        return applied, clock.seconds
 
     # ------------------------------------------------------------- bundles
     def export_bundle(self, path) -> None:
