@@ -18,7 +18,8 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path.insert(0, str(ROOT))
+from benchmarks.window_driver import pump, wait_for, wait_idle  # noqa: E402 - after the sys.path line
 
 
 def main(argv=None) -> int:
@@ -36,7 +37,6 @@ def main(argv=None) -> int:
     from app import format_choice, style
     from app.main_window import MainWindow
     from app.settings import AppSettings
-    from app_support import apply_edit, idle, probe, wait_signal, wait_until
 
     style.apply(app)
     tmp = Path(tempfile.mkdtemp(prefix="elder-screens-"))
@@ -44,22 +44,27 @@ def main(argv=None) -> int:
     window.confirm = lambda title, text: True
     window.setGeometry(0, 0, width, height)
     window.show()
-    wait_signal(window.bench.model_loaded, lambda: window.load_model("default"), 300)
-    wait_until(lambda: not window.bench.busy, 120)
+    wait_for(window.bench.model_loaded, lambda: window.load_model("default"))
+    wait_idle(window)
     window.setGeometry(0, 0, width, height)
 
     def grab(name: str) -> None:
-        idle(window)
-        for _ in range(5):
-            app.processEvents()
+        wait_idle(window)
+        pump(1.0)  # the render thread's frames painted
         path = out / f"{name}-{width}x{height}.png"
         window.screen().grabWindow(0).save(str(path))
         print(path)
 
     question = "What is the capital city of France?"
-    apply_edit(window, question, "Rome", locality=["Who wrote the play Hamlet?"])
+    panel = window.edit_panel
+    panel.prompt.set_text(question)
+    panel.target.set_text("Rome")
+    panel.locality.set_text("Who wrote the play Hamlet?")
+    wait_for(window.bench.edit_finished, panel.apply_button.click)
+    wait_for(window.bench.probe_done)  # the automatic probe of the new fact
     grab("chat-fired")
-    probe(window, "Who wrote the play Hamlet?", tokens=12)
+    window.probe_panel.set_query("Who wrote the play Hamlet?")
+    wait_for(window.bench.probe_done, window.probe_panel.button.click)
     grab("chat-deferred")
     box, _chat, _plain = format_choice.format_box(window, window.bench.history.prompt_format)
     box.show()
