@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from elder_engine import (
+    METRIC_LABELS,
     EditCancelled,
     EditFinished,
     EditRequest,
     ElderEditor,
-    METRIC_LABELS,
     LoadSettings,
     Progress,
     lifelong_eval,

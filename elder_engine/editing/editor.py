@@ -20,12 +20,12 @@ from ..elder.routing import TRAINING_EXPERT
 from ..errors import EditRequestError
 from ..models.prompt_format import PromptFormat, make_format
 from ..models.tokens import Batch, encode, key_ids
+from . import views
 from .events import AppliedEdit, CancelToken, EditCancelled, EditFinished, EditStarted, EditStep
+from .export import read_pretrained, save_pretrained
 from .probe import ProbeResult, run_probe
 from .request import EditRequest
 from .scoping import ScopeReader, prefixed_copies
-from . import views
-from .export import read_pretrained, save_pretrained
 from .state import apply_state, apply_state_dict, check_meta, load_state, read_state_file, save_state
 from .training import LowerBlockCache, full_target_logits, guided_loss, target_cross_entropy
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
 from peft.tuners.tuners_utils import BaseTunerLayer
+from torch import nn
 from transformers.pytorch_utils import Conv1D
 
 from .config import ElderConfig

@@ -25,8 +25,8 @@ from .entries import HistoryChanged, HistoryEntry
 from .entries import applied_from_row as _applied
 from .entries import entry_from_row as _entry
 from .entries import training_record as _record
-from .schema import EditRow, EvalRunRow, Info, ModelRow, ProbeRow, StateRow, utcnow
 from .replay import ReplayCancelled, replay_edit, since_keyframe
+from .schema import EditRow, EvalRunRow, Info, ModelRow, ProbeRow, StateRow, utcnow
 from .store import Store
 from .watch import WatchList
 
