@@ -22,12 +22,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import save_file
 
 from ..elder import ElderConfig
 from ..errors import StateFormatError
-from .state import STATE_FORMAT, STATE_VERSION, apply_state_dict, state_meta
+from .state import READ_ERRORS, STATE_FORMAT, STATE_VERSION, apply_state_dict, read_tensors_and_meta, state_meta
 
 if TYPE_CHECKING:
     from .interface import Editor
@@ -104,11 +103,8 @@ def read_pretrained(folder: str | os.PathLike) -> tuple[ElderConfig, dict[str, t
                                f"{ADAPTER_WEIGHTS}.")
     try:
         data = json.loads(config_path.read_text(encoding="utf-8"))
-        with safe_open(str(weights_path), framework="pt") as f:
-            header = f.metadata() or {}
-        tensors = load_file(str(weights_path))
-        meta = json.loads(header["elder"])
-    except (SafetensorError, OSError, KeyError, ValueError, RuntimeError) as exc:
+        tensors, meta = read_tensors_and_meta(weights_path)
+    except READ_ERRORS as exc:
         raise StateFormatError(f"{folder} is not a readable ELDER adapter (truncated or corrupt?): {exc}") from None
     if data.get("peft_type") != PEFT_TYPE:
         raise StateFormatError(f"{config_path} describes a {data.get('peft_type')} adapter, not an ELDER one.")

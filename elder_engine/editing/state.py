@@ -177,16 +177,24 @@ def write_state_file(path: str | os.PathLike, tensors: dict[str, torch.Tensor], 
             os.unlink(tmp)
 
 
+# What reading a damaged or foreign safetensors file raises
+READ_ERRORS = (SafetensorError, OSError, KeyError, ValueError, RuntimeError)
+
+
+def read_tensors_and_meta(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """A safetensors file's tensors and the JSON in its "elder" metadata (raises READ_ERRORS)."""
+    with safe_open(str(path), framework="pt") as f:
+        header = f.metadata() or {}
+    return load_file(str(path)), json.loads(header["elder"])
+
+
 def read_state_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
     path = Path(path)
     if not path.is_file():
         raise StateFormatError(f"No state file at {path}.")
     try:
-        with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
-        tensors = load_file(str(path))
-        meta = json.loads(header["elder"])
-    except (SafetensorError, OSError, KeyError, ValueError, RuntimeError) as exc:
+        tensors, meta = read_tensors_and_meta(path)
+    except READ_ERRORS as exc:
         raise StateFormatError(f"{path} is not a readable ELDER state (truncated or corrupt?): {exc}") from None
     check_meta(meta)
     return tensors, meta
