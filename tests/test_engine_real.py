@@ -93,7 +93,7 @@ def test_eval_cli_prints_metrics_and_writes_raw_outputs(tmp_path, default_model)
                 "locality_em", "seconds_per_edit", "threads", "model"):
         assert key in summary
     assert summary["edits"] == 2 and summary["threads"] == 1
-    assert "] 2/2" in proc.stderr  # the progress bar reached the end
+    assert "| 2/2 [" in proc.stderr  # the progress bar (tqdm) reached the end
     raw = json.loads(out.read_text())
     assert len(raw["items"]) == 2 and "output" in raw["items"][0]
     # iterations per edit: the speed figure that the machine's load does not change

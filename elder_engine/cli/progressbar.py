@@ -13,7 +13,7 @@ from tqdm import tqdm
 class ProgressBar:
     def __init__(self, label: str, stream=None) -> None:
         self._bar = tqdm(desc=label, file=stream or sys.stderr, total=None, unit="step", dynamic_ncols=True,
-                         leave=True, mininterval=0.5, delay=0.2)
+                         leave=True, mininterval=0.5)
 
     def update(self, done: int, total: int, message: str = "") -> None:
         if total and self._bar.total != total:
