@@ -43,6 +43,10 @@ def _drive(label: str, events) -> list[str]:
     return warnings
 
 
+def _add_db_option(p) -> None:
+    p.add_argument("--db", required=True, help="history file (SQLite); created on first use")
+
+
 def _listing(history) -> dict:
     return {"db": str(history.path), "head": history.head, "model": history.model_info.get("display_name"),
             "edits": [e.to_dict() for e in history.entries()]}
@@ -60,7 +64,7 @@ def run_history(args) -> int:
         history = EditHistory.import_bundle(args.path, args.db, open_editor(args))
     else:
         history = _open(args)
-    try:
+    with history:  # closed whatever happens
         if args.action == "rollback":
             _drive(f"rollback to {args.seq}", history.rollback_to(args.seq))
         elif args.action == "revert":
@@ -71,13 +75,11 @@ def run_history(args) -> int:
             history.export_bundle(args.path)
             print(f"exported the state after edit {history.head} to {args.path}", file=sys.stderr)
         emit(_listing(history))
-    finally:
-        history.close()
     return 0
 
 
 def _configure_history(p) -> None:
-    p.add_argument("--db", required=True, help="history file (SQLite); created on first use")
+    _add_db_option(p)
     add_model_options(p)
     sub = p.add_subparsers(dest="action", required=True)
     sub.add_parser("list", help="every edit with its status")
@@ -102,8 +104,7 @@ def run_edit(args) -> int:
     from ..editing.events import EditFinished, EditStep
     from ..editing.request import EditRequest
 
-    history = _open(args)
-    try:
+    with _open(args) as history:
         request = EditRequest(args.prompt, args.target, tuple(args.paraphrase or ()), subject=args.subject or "")
         bar, finished = ProgressBar("edit"), None
         for event in history.edit(request, locality_prompts=tuple(args.locality or ())):
@@ -115,13 +116,11 @@ def run_edit(args) -> int:
         entry = history.entries()[-1]
         emit({"seq": entry.seq, "head": history.head, "stopped_early": bool(finished and finished.stopped_early),
               "edit": entry.to_dict()})
-    finally:
-        history.close()
     return 0
 
 
 def _configure_edit(p) -> None:
-    p.add_argument("--db", required=True, help="history file (SQLite); created on first use")
+    _add_db_option(p)
     p.add_argument("--prompt", required=True)
     p.add_argument("--target", required=True)
     p.add_argument("--paraphrase", action="append", help="training paraphrase (repeatable)")
@@ -138,8 +137,7 @@ run_edit.configure = _configure_edit
 @command("probe")
 def run_probe(args) -> int:
     """Compare the edited and the original model on a query, in a history's current state."""
-    history = _open(args)
-    try:
+    with _open(args) as history:
         result = history.editor.probe(args.query, args.target, max_new_tokens=args.max_new_tokens)
         if args.keep:
             history.keep_probe(result)
@@ -149,13 +147,11 @@ def run_probe(args) -> int:
                   "with --chat runs prompts as the user's turn", file=sys.stderr)
         emit({**result.to_dict(), "nearest_seq": history.nearest_seq(result), "head": history.head,
               "kept": bool(args.keep)})
-    finally:
-        history.close()
     return 0
 
 
 def _configure_probe(p) -> None:
-    p.add_argument("--db", required=True, help="history file (SQLite); created on first use")
+    _add_db_option(p)
     p.add_argument("--query", required=True)
     p.add_argument("--target", default=None, help="also score this answer")
     p.add_argument("--keep", action="store_true", help="store the result in the history")
