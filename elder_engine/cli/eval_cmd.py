@@ -71,7 +71,9 @@ def run_eval(args) -> int:
                          checkpoints=checkpoints):
         name = (event.detail or {}).get("method")
         if name and event.message != f"{name}: loading":
-            bar = bars.setdefault(name, ProgressBar(f"{name:>5}"))
+            if name not in bars:  # one bar per method, made once (a bar shows as soon as it exists)
+                bars[name] = ProgressBar(f"{name:>5}")
+            bar = bars[name]
             bar.update(event.done, event.total, event.message.split(": ", 1)[-1])
             if "run" in event.detail:
                 bar.close()

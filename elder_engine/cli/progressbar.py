@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 class ProgressBar:
     def __init__(self, label: str, stream=None) -> None:
-        self._bar = tqdm(desc=label, file=stream or sys.stderr, total=None, unit="step", dynamic_ncols=True,
+        self._bar = tqdm(desc=label, file=stream or sys.stderr, total=None, dynamic_ncols=True,
                          leave=True, mininterval=0.5)
 
     def update(self, done: int, total: int, message: str = "") -> None:
