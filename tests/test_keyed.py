@@ -26,7 +26,8 @@ def test_key_index_prefers_shared_rare_tokens_and_the_newest_on_ties():
     index.add(2, [1, 2, 3, 9])  # the same key again: the newer edit wins
     owner, sim = index.nearest([1, 2, 3, 9])
     assert owner == 2 and abs(sim - 1.0) < 1e-9
-    again = KeyIndex.from_tensors(index.to_tensors())
+    again = KeyIndex()
+    again.load(index.tokens, index.lengths, index.owners)
     assert again.keys == index.keys and again.key_owners == index.key_owners
     assert torch.equal(again.tokens, index.tokens) and torch.equal(again.owners, index.owners)
     index.truncate(1)

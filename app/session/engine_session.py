@@ -372,8 +372,9 @@ class EngineSession:
         # fired / deferred as the engine decides it when it generates (key scope included)
         decisions = self.editor.firing(list(probe_prompts))
         fired, hamming = [f for f, _ in decisions], [d for _, d in decisions]
-        routes = [int(i) for i in self.editor.expert_index(list(probe_prompts))] if keyed and probe_prompts \
-            else [-1] * len(probe_prompts)
+        routes = [-1] * len(probe_prompts)
+        if keyed and probe_prompts:  # which edit's experts, beside whether any
+            routes = [int(i) for i in self.editor.expert_index(list(probe_prompts))]
         if len(prompts) < 4:
             method = "PCA"    # t-SNE needs a few points; PCA is exact for two or three
         coords = project(flat, method) if prompts else np.zeros((0, 2))

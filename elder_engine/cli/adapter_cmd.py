@@ -34,9 +34,9 @@ def run_adapter(args) -> int:
             history.close()
         return 0
     from ..editing.editor import ElderEditor
-    from ..editing.export import read_pretrained
+    from ..editing.export import read_adapter_config
 
-    read_pretrained(args.folder)  # a clear error before the model loads
+    read_adapter_config(args.folder)  # a clear error before the model loads
     editor = ElderEditor.from_pretrained(open_model(args), args.folder)
     editor.validate(args.query, args.target)
     emit(editor.probe(args.query, args.target, max_new_tokens=args.max_new_tokens).to_dict())

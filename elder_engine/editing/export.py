@@ -26,7 +26,7 @@ from safetensors.torch import save_file
 
 from ..elder import ElderConfig
 from ..errors import StateFormatError
-from .state import READ_ERRORS, STATE_FORMAT, STATE_VERSION, apply_state_dict, read_tensors_and_meta, state_meta
+from .state import READ_ERRORS, read_tensors_and_meta, state_meta
 
 if TYPE_CHECKING:
     from .interface import Editor
@@ -94,31 +94,34 @@ def save_pretrained(editor: "Editor", folder: str | os.PathLike) -> Path:
     return folder
 
 
-def read_pretrained(folder: str | os.PathLike) -> tuple[ElderConfig, dict[str, torch.Tensor], torch.Tensor, dict]:
-    """(config, elder_state_dict()-named tensors, generator state, state meta) of an exported folder."""
+def read_adapter_config(folder: str | os.PathLike) -> ElderConfig:
+    """The ELDER config of an exported folder, checking that both files are there (cheap: the
+    weights are not read)."""
     folder = Path(folder).expanduser()
-    config_path, weights_path = folder / ADAPTER_CONFIG, folder / ADAPTER_WEIGHTS
-    if not config_path.is_file() or not weights_path.is_file():
+    config_path = folder / ADAPTER_CONFIG
+    if not config_path.is_file() or not (folder / ADAPTER_WEIGHTS).is_file():
         raise StateFormatError(f"{folder} is not an exported ELDER adapter: it needs {ADAPTER_CONFIG} and "
                                f"{ADAPTER_WEIGHTS}.")
     try:
         data = json.loads(config_path.read_text(encoding="utf-8"))
-        tensors, meta = read_tensors_and_meta(weights_path)
     except READ_ERRORS as exc:
         raise StateFormatError(f"{folder} is not a readable ELDER adapter (truncated or corrupt?): {exc}") from None
     if data.get("peft_type") != PEFT_TYPE:
         raise StateFormatError(f"{config_path} describes a {data.get('peft_type')} adapter, not an ELDER one.")
+    own = set(ElderConfig().elder_fields())
+    return ElderConfig.from_dict({k: v for k, v in data.items() if k in own})
+
+
+def read_pretrained(folder: str | os.PathLike) -> tuple[ElderConfig, dict[str, torch.Tensor], torch.Tensor, dict]:
+    """(config, elder_state_dict()-named tensors, generator state, state meta) of an exported folder."""
+    config = read_adapter_config(folder)
+    weights_path = Path(folder).expanduser() / ADAPTER_WEIGHTS
+    try:
+        tensors, meta = read_tensors_and_meta(weights_path)
+    except READ_ERRORS as exc:
+        raise StateFormatError(f"{folder} is not a readable ELDER adapter (truncated or corrupt?): {exc}") from None
     if RNG_KEY not in tensors:
         raise StateFormatError(f"{weights_path} is incomplete (no {RNG_KEY}).")
-    own = set(ElderConfig().elder_fields())
-    config = ElderConfig.from_dict({k: v for k, v in data.items() if k in own})
     rng = tensors.pop(RNG_KEY)
-    meta = {**meta, "format": meta.get("format", STATE_FORMAT), "version": meta.get("version", STATE_VERSION),
-            "config": config.elder_fields()}
+    meta = {**meta, "config": config.elder_fields()}
     return config, {state_dict_name(k): v for k, v in tensors.items()}, rng, meta
-
-
-def load_pretrained(editor: "Editor", folder: str | os.PathLike) -> None:
-    """Load an exported folder into an editor built on its base model with its config."""
-    _, state, rng, meta = read_pretrained(folder)
-    apply_state_dict(editor, state, rng, meta)

@@ -35,6 +35,7 @@ STATE_VERSION = 1
 # its index instead of its module path, the adapter name dropped, codes as bytes.
 _LAYER_PARTS = {"elder_A.default": "A", "elder_B.default": "B", "elder_router.default.weight": "router.weight",
                 "elder_router.default.bias": "router.bias"}
+_LAYER_PARTS_BACK = {v: k for k, v in _LAYER_PARTS.items()}
 _TUNER_PARTS = {"key_index.": "keys.", "scope_router.": "scope."}
 
 
@@ -66,8 +67,7 @@ def _state_dict_name(name: str, layer_names: list[str]) -> Optional[str]:
         return None
     if part.startswith("experts."):
         return f"{layer_names[int(i)]}.elder_pool.{part[len('experts.'):]}"
-    inverse = {v: k for k, v in _LAYER_PARTS.items()}
-    return f"{layer_names[int(i)]}.{inverse[part]}" if part in inverse else None
+    return f"{layer_names[int(i)]}.{_LAYER_PARTS_BACK[part]}" if part in _LAYER_PARTS_BACK else None
 
 
 def state_tensors(editor: "Editor") -> dict[str, torch.Tensor]:

@@ -91,12 +91,3 @@ class KeyIndex(nn.Module):
             if sim >= best_sim - 1e-12:
                 best, best_sim = owner, sim
         return best, best_sim
-
-    def to_tensors(self) -> dict[str, torch.Tensor]:
-        return {"keys.tokens": self.tokens, "keys.lengths": self.lengths, "keys.owners": self.owners}
-
-    @classmethod
-    def from_tensors(cls, tensors: dict[str, torch.Tensor]) -> "KeyIndex":
-        index = cls()
-        index.load(tensors["keys.tokens"], tensors["keys.lengths"], tensors["keys.owners"])
-        return index
