@@ -111,6 +111,8 @@ def test_bench_methods_and_scaling(default_model, default_model_cache_dir, monke
     assert [row["edits"] for row in out["scaling"]] == [2, 3]
     assert all(row["timed_edits"] == 1 and row["state_file_bytes"] > 0 for row in out["scaling"])
     assert all(row["routing_ms_per_query"] > 0 for row in out["scaling"])
+    # the match is what remains of the decision without its forward: a part of it
+    assert all(row["routing_match_ms_per_query"] < row["routing_ms_per_query"] for row in out["scaling"])
     assert out["routing_ms_added"] == pytest.approx(
         out["scaling"][-1]["routing_ms_per_query"] - out["scaling"][0]["routing_ms_per_query"], rel=1e-9, abs=1e-12)
     assert out["filler_settings"] == {"max_steps": 1}
