@@ -115,13 +115,15 @@ def run_scaling(args) -> int:
         print(f"{row['edits']:>6} {row['seconds_per_edit_median']:8.2f} {row['state_bytes']:12,} "
               f"{row['state_file_bytes']:12,} {row['inference_seconds_per_prompt']:9.3f} "
               f"{row['routing_ms_per_query']:9.2f} {row['routing_match_ms_per_query']:9.2f}", file=sys.stderr)
+    def added(key: str):
+        """What the stored edits add to a query's `key`, beyond the first count's."""
+        return rows[-1][key] - rows[0][key] if rows else None
+
     emit({
         "scaling": rows,
-        # what the stored edits add to a query's routing decision, beyond the first count's
-        "routing_ms_added": rows[-1]["routing_ms_per_query"] - rows[0]["routing_ms_per_query"] if rows else None,
-        # the same, from the match part alone (timed in turn with the forward: load-robust)
-        "routing_match_ms_added": (rows[-1]["routing_match_ms_per_query"] - rows[0]["routing_match_ms_per_query"]
-                                   if rows else None),
+        "routing_ms_added": added("routing_ms_per_query"),
+        # from the match part alone: timed in turn with the forward, so the load falls on both
+        "routing_match_ms_added": added("routing_match_ms_per_query"),
         "window": args.window,
         "filler_settings": FILLER_SETTINGS,
         "records_in_data": len(data.records),
