@@ -16,6 +16,7 @@ from torch import nn
 
 from ..elder import ElderModel
 from ..models.blocks import find_blocks, forward_until, inner_model
+from ..models.head import head_logits
 from ..models.tokens import Batch
 
 
@@ -75,7 +76,7 @@ class FrozenPrefix:
         with self._replayed(), self._forward_context():
             hidden = inner_model(self.model)(**b.model_inputs(), use_cache=False).last_hidden_state
         rows = torch.arange(hidden.shape[0], device=hidden.device)[:, None]
-        return self.model.get_output_embeddings()(hidden[rows, b.target_positions]).float()
+        return head_logits(self.model.get_output_embeddings(), hidden[rows, b.target_positions]).float()
 
 
 class LowerBlockCache(FrozenPrefix):

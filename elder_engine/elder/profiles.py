@@ -54,11 +54,11 @@ def _own_experts() -> ElderConfig:
 
 
 def _scoped_router() -> ElderConfig:
-    """The default: every edit trains experts of its own (rank 4, lr 1e-3, as keyed-experts,
+    """The default: every edit trains experts of its own (rank 4, as keyed-experts,
     whose ablation showed own experts keep Rel at 1.000), and a router learned on hidden states
     decides which edit's experts a sequence uses, or defers (scope.py). Its scope settings were
     chosen on dev records only (README "Scoped router")."""
-    # min_steps 6, chosen on COUNTERFACT dev 0-74 and ZsRE dev 300-399 (README "Scoped router"):
+    # min_steps 6 (at lr 1e-3; now 3 at 2e-3, below), chosen on COUNTERFACT dev 0-74 and ZsRE dev 300-399 (README "Scoped router"):
     # stopping as soon as the prompt's loss is below 0.1 (4 iterations) left paraphrases at 0.60;
     # 6 updates at least gave 0.93 with Loc 0.947 / 0.987; 8 gave 0.97 but Loc 0.927 / 0.976.
     # scope_near_misses 8: in key training only (calibration would put thresholds above
@@ -83,7 +83,13 @@ def _scoped_router() -> ElderConfig:
     # on those dev sets (prompts own 1.00 everywhere, paraphrases 0.66 / 1.00). It fixed a miss
     # seen on COUNTERFACT 75-174, the report set: "Ferrari Daytona, developed by" answered by
     # the LaFerrari edit, whose key matched it at 0.78 against its own key's 0.59.
-    return _keyed_experts().replace(profile="scoped-router", routing="scoped", min_steps=6, scope_near_misses=8,
+    # learning_rate 2e-3 with min_steps 3 (session 7, for speed; the same engine in one run, load
+    # 2): against lr 1e-3 with min_steps 6, COUNTERFACT dev 0-74 Rel 1.000 / Gen 0.953 -> 0.960 /
+    # Loc 0.993 -> 0.993, ZsRE dev 300-399 Gen 0.855 -> 0.858 (EM 0.73 -> 0.74), Loc 0.995 both;
+    # median iterations 7 -> 4 (Adam moves each weight about lr per update, so half the updates
+    # at twice the rate grow the expert about as far).
+    return _keyed_experts().replace(profile="scoped-router", routing="scoped", learning_rate=2e-3, min_steps=3,
+                                    scope_near_misses=8,
                                     scope_key_parts=2, scope_context_positives=4, scope_relation="scope-block",
                                     scope_relation_weight=1000.0)
 

@@ -184,7 +184,9 @@ class ScopeRouter(nn.Module):
         """(N,) match of each packed sequence: max over positions, min over key parts."""
         z, m = packed
         parts = key if key.dim() == 2 else key[None]
-        sims = torch.einsum("nsd,pd->nsp", z, parts).masked_fill(~m[:, :, None], -2.0)
+        # one (N*S, d) @ (d, P) product: its backward is a single product too, where the einsum's
+        # re-laid z every step (fit_key took 4 ms per backward on 100 negatives)
+        sims = (z.reshape(-1, z.shape[-1]) @ parts.t()).view(*m.shape, -1).masked_fill(~m[:, :, None], -2.0)
         return sims.max(dim=1).values.min(dim=1).values
 
     def own_score(self, key: torch.Tensor, positives) -> float:
