@@ -100,6 +100,7 @@ def test_eval_cli_prints_metrics_and_writes_raw_outputs(tmp_path, default_model)
     steps = raw["edit_steps"]
     assert len(steps) == 2 and all(1 <= s <= 50 for s in steps)
     assert summary["steps_per_edit_median"] == statistics.median(steps)
+    assert summary["seconds_per_edit_median"] == statistics.median(raw["edit_seconds"])
 
 
 def test_bench_cli_reports_its_figures(default_model):

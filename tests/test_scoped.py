@@ -260,7 +260,7 @@ def test_min_steps_keeps_an_edit_training_past_its_early_stop():
     """min_steps: with an early stop the first iteration already meets, an edit still makes
     `min_steps` updates (iterations = min_steps + 1: the last one only sees the loss)."""
     for min_steps, iterations in ((0, 1), (3, 4)):
-        editor = make(early_stop_loss=1e9, min_steps=min_steps)
+        editor = make(early_stop_loss=1e9, min_steps=min_steps, stop_at_min_steps=False)
         applied = editor.apply(EditRequest("the capital of france is", "london", subject="france"))
         assert applied.steps == iterations and len(applied.loss_curve) == iterations
         assert applied.settings["min_steps"] == min_steps
@@ -268,6 +268,24 @@ def test_min_steps_keeps_an_edit_training_past_its_early_stop():
     assert editor.apply(EditRequest("the capital of france is", "london")).steps == 3
     with pytest.raises(ValueError, match="min_steps"):
         get_profile("scoped-router", min_steps=-1)
+
+
+def test_stop_at_min_steps_skips_the_check_pass_and_trains_the_same_expert():
+    """With the loss already below the early stop, the min_steps-th update ends the edit: one
+    iteration fewer, the same updates, the same expert as with the check pass."""
+    experts = {}
+    for stop, iterations in ((False, 4), (True, 3)):
+        editor = make(early_stop_loss=1e9, min_steps=3, stop_at_min_steps=stop)
+        applied = editor.apply(EditRequest("the capital of france is", "london", subject="france"))
+        assert applied.steps == iterations and applied.settings["stop_at_min_steps"] is stop
+        experts[stop] = [t.clone() for layer in editor.tuner.elder_layers for t in (layer.elder_pool[0].A, layer.elder_pool[0].B)]
+    assert all(torch.equal(a, b) for a, b in zip(experts[False], experts[True]))
+    # min_steps 0 is unchanged: the first loss below the early stop ends the edit before any update
+    editor = make(early_stop_loss=1e9, min_steps=0, stop_at_min_steps=True)
+    assert editor.apply(EditRequest("the capital of france is", "london")).steps == 1
+    # a loss that is not yet below goes on as before
+    editor = make(early_stop_loss=-1.0, min_steps=3, max_steps=5, stop_at_min_steps=True)
+    assert editor.apply(EditRequest("the capital of france is", "london")).steps == 5
 
 
 def test_near_miss_subjects_differ_from_the_subject_in_exactly_one_word():

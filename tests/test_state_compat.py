@@ -33,3 +33,18 @@ def test_old_state_files_probe_and_resave_exactly(tmp_path, profile):
     dropped = {k for k in old if ".router." in k} if profile != "paper" else set()
     assert set(new) == set(old) - dropped
     assert all(old[k].dtype == new[k].dtype and torch.equal(old[k], new[k]) for k in new)
+
+
+def test_history_rows_from_before_stop_at_min_steps_replay_with_the_check_pass():
+    """A history row records every training setting of its day; one written before
+    stop_at_min_steps existed was trained with the check pass and must replay so, whatever the
+    engine's profile now says."""
+    from types import SimpleNamespace
+
+    from elder_engine.history.entries import request_from_row
+
+    old = SimpleNamespace(prompt="p", target="t", train_paraphrases=[], preset=[[4]], subject="", locality_prompts=[],
+                          settings={"learning_rate": 1e-3, "min_steps": 6})
+    assert request_from_row(old).settings["stop_at_min_steps"] is False
+    new = SimpleNamespace(**{**vars(old), "settings": {"min_steps": 3, "stop_at_min_steps": True}})
+    assert request_from_row(new).settings["stop_at_min_steps"] is True

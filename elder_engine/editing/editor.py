@@ -34,7 +34,7 @@ MAX_TARGET_TOKENS = 64
 
 # Settings one edit may change; the layer layout (L, N, r, k) is fixed for an engine's life.
 TRAINING_SETTINGS = ("guide_lambda", "learning_rate", "max_steps", "early_stop_loss", "max_batch", "train_prefixes",
-                     "min_steps")
+                     "min_steps", "stop_at_min_steps")
 # Settings that act at inference only (the deferral check); changing them retrains nothing.
 INFERENCE_SETTINGS = ("deferral", "epsilon", "scope_threshold")
 
@@ -222,12 +222,16 @@ class ElderEditor:
                 curve.append(ce.item())
                 yield EditStep(step, cfg.max_steps, loss.item(), curve[-1], guide.item(),
                                tuple(tuple(float(x) for x in row) for row in weights))
-                if cfg.early_stop_loss is not None and curve[-1] < cfg.early_stop_loss and step > cfg.min_steps:
+                below = cfg.early_stop_loss is not None and curve[-1] < cfg.early_stop_loss
+                if below and step > cfg.min_steps:
                     early = True
                     break
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+                if below and cfg.stop_at_min_steps and step == cfg.min_steps:
+                    early = True  # the last required update, from a loss already low enough
+                    break
             if self.tuner.scoped:
                 key, threshold, relation, own = self.scope.fit(request, self.edits)
                 for layer in self.tuner.elder_layers:

@@ -23,6 +23,7 @@ import torch
 from ..elder.negatives import background_prompts, entities, guess_subject, near_miss_subjects, swap_subject
 from ..elder.scope import ScopeDecision, subject_span
 from ..models.blocks import find_blocks, forward_until
+from .shared_prefix import read_sharing_prefix
 
 if TYPE_CHECKING:
     from .interface import Editor
@@ -144,13 +145,16 @@ class ScopeReader:
         skip = len(prefix)
         return [PromptStates(states=h[i, S - len(r) + skip:], offsets=enc[1], relation=q[i]) for i, (r, enc) in enumerate(zip(rows, encoded))]
 
-    def states_kept(self, texts: Sequence[str]) -> list[PromptStates]:
+    def states_kept(self, texts: Sequence[str], like: Optional[str] = None) -> list[PromptStates]:
         """`states(texts, relation=False)`, reading again only the texts that are not edit prompts
         already read (earlier edits' prompts, the commonest negatives). The lower blocks never
-        change, so a kept state is what a new read would give (up to batching's rounding)."""
+        change, so a kept state is what a new read would give (up to batching's rounding).
+        With `like` (the edit prompt), the tokens a text shares with it are read once for all
+        (`shared_prefix.py`)."""
         self._forget_other_format()
         missing = list(dict.fromkeys(t for t in texts if t not in self._kept))
-        read = dict(zip(missing, self.states(missing, relation=False)))
+        fresh = read_sharing_prefix(self, missing, like) if like is not None else self.states(missing, relation=False)
+        read = dict(zip(missing, fresh))
         return [self._kept[t] if t in self._kept else read[t] for t in texts]
 
     def _forget_other_format(self) -> None:
@@ -275,7 +279,7 @@ class ScopeReader:
         relation = self.router.relation_unit(pos[0].relation)
         negatives_text = self._negative_prompts(request, subject, init, earlier)
         near_text = self._near_misses(request, subject, init, earlier)
-        read = self.states_kept(negatives_text + near_text)  # one batched read of both
+        read = self.states_kept(negatives_text + near_text, like=request.prompt)  # one batched read of both
         neg, near = read[:len(negatives_text)] + self.background(), read[len(negatives_text):]
         as_items = lambda xs: [(p.states, torch.ones(p.states.shape[0], dtype=torch.bool)) for p in xs]
         key = self.router.fit_key(parts, as_items(pos), as_items(neg + near), cfg.scope_key_steps, cfg.scope_key_lr)

@@ -69,6 +69,11 @@ class ElderConfig(PeftConfig):
                                      "fit of the training prompt the expert keeps growing, and that is what carries "
                                      "the new target to reworded prompts (0: stop as soon as the loss allows; "
                                      "max_steps still caps it)."})
+    stop_at_min_steps: bool = field(
+        default=False, metadata={"help": "End an edit right after its min_steps-th update when the loss that update "
+                                         "started from is already below early_stop_loss, instead of one more forward "
+                                         "pass that only checks the loss (the same expert, unless that last update "
+                                         "overshot). False: the check pass, as edits before this setting were trained."})
     max_batch: int = field(default=4, metadata={"help": "Prompt plus training paraphrases per step, at most."})
     # --- routing ---
     routing: str = field(
