@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import zlib
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional, Sequence
 
 import torch
@@ -23,25 +22,18 @@ import torch
 from ..elder.negatives import background_prompts, entities, guess_subject, near_miss_subjects, swap_subject
 from ..elder.scope import ScopeDecision, subject_span
 from ..models.blocks import find_blocks, forward_until
+from .prompt_states import BATCH, PromptStates
 from .shared_prefix import read_sharing_prefix
 
 if TYPE_CHECKING:
     from .interface import Editor
     from .request import EditRequest
 
-BATCH = 32
 # Token states of edit prompts kept for later edits, which read them again as negatives (at most
 # this many tokens: ~75 MB of float32 on SmolLM2, some 2,500 ZsRE prompts).
 KEPT_TOKENS = 32768
 # Read in front of every prompt by the router only (see the module docstring).
 ROUTING_PREFIX = "\n"
-
-
-@dataclass
-class PromptStates:
-    states: torch.Tensor     # (S, d) block output at each prompt token (the sink token excluded)
-    relation: torch.Tensor   # (d,) the paper's query: FFN input one block below the first MoLoRA block, last token
-    offsets: list            # (start, end) character span of each token in the text
 
 
 def prefixed_copies(prompt: str, n: int) -> list[str]:

@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import copy
 import inspect
-from typing import TYPE_CHECKING, Optional, Sequence
+from typing import Optional, Sequence
 
 import torch
 
 from ..models.blocks import forward_until, inner_model
-
-if TYPE_CHECKING:
-    from .scoping import PromptStates, ScopeReader
+from .prompt_states import BATCH, PromptStates
 
 # Texts sharing fewer tokens than this with the model prompt are read whole: the cache would
 # save less than it costs.
@@ -36,11 +34,11 @@ def common_length(a: Sequence[int], b: Sequence[int]) -> int:
     return n
 
 
-def read_sharing_prefix(reader: "ScopeReader", texts: Sequence[str], like: str) -> list["PromptStates"]:
+def read_sharing_prefix(reader, texts: Sequence[str], like: str) -> list[PromptStates]:
     """`reader.states(texts, relation=False)`, reading once the tokens each text shares with
     `like` (the edit prompt). Texts that share less than MIN_SHARED tokens with it, and every
-    text if the model cannot take a repeated cache, are read whole."""
-    from .scoping import BATCH, PromptStates
+    text if the model cannot take a repeated cache, are read whole. `reader` is the editor's
+    ScopeReader (not imported here: it imports this module)."""
 
     if not texts:
         return []
@@ -74,7 +72,7 @@ def read_sharing_prefix(reader: "ScopeReader", texts: Sequence[str], like: str) 
 
 
 @torch.no_grad()
-def _read_tails(reader: "ScopeReader", shared: list[int], tails: list[list[int]]) -> list[torch.Tensor]:
+def _read_tails(reader, shared: list[int], tails: list[list[int]]) -> list[torch.Tensor]:
     """States (len(shared) + len(tail), d) of block `scope_block` for shared + each tail."""
     from transformers import DynamicCache
 
