@@ -40,7 +40,7 @@ EVALUATION_RECORDS = {"zsre": (0, 300), "counterfact": (75, 175)}
 SPLIT_TITLES = {"zsre": "ZsRE", "counterfact": "COUNTERFACT"}
 
 # Row fields that differ between two runs of the same grid point (timing, where it ran).
-VOLATILE = ("seconds_per_edit", "edit_seconds", "wall_s", "finished", "worker")
+VOLATILE = ("seconds_per_edit", "seconds_per_edit_median", "edit_seconds", "wall_s", "finished", "worker")
 SUMMARY_KEYS = (*METRICS, "seconds_per_edit", "steps_per_edit_median")
 
 
