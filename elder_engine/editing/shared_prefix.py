@@ -5,7 +5,7 @@ language of Pablo Picasso?" -> "... of Marie Curie?"). In a causal model the tok
 the subject have the same states in all of them, and the later tokens only need those
 positions' keys and values. So the shared tokens run once, their key/value cache is repeated
 over the batch, and each text runs its own tail. The states are those of a whole read up to
-rounding (`tests/test_scoped.py` compares them for every tiny model family); reading the
+rounding (`tests/test_shared_prefix.py` compares them for every tiny model family); reading the
 negatives of a ZsRE edit is about half the tokens.
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import os
 from typing import Optional, Sequence
 
 import torch
@@ -23,15 +24,6 @@ from .prompt_states import BATCH, PromptStates
 # Texts sharing fewer tokens than this with the model prompt are read whole: the cache would
 # save less than it costs.
 MIN_SHARED = 3
-
-
-def common_length(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def read_sharing_prefix(reader, texts: Sequence[str], like: str) -> list[PromptStates]:
@@ -51,7 +43,7 @@ def read_sharing_prefix(reader, texts: Sequence[str], like: str) -> list[PromptS
         full = ids + list(tail)
         offsets = offsets + [(len(text), len(text))] * len(tail)
         # leave each text at least one token of its own
-        encoded.append((full, offsets, min(common_length(full, model_ids), len(full) - 1)))
+        encoded.append((full, offsets, min(len(os.path.commonprefix([full, model_ids])), len(full) - 1)))
     sharing = [i for i, (_, _, k) in enumerate(encoded) if k >= MIN_SHARED]
     out: list[Optional[PromptStates]] = [None] * len(texts)
     if sharing:
@@ -63,8 +55,7 @@ def read_sharing_prefix(reader, texts: Sequence[str], like: str) -> list[PromptS
                 for i, s in zip(rows, states):
                     out[i] = PromptStates(states=s[len(prefix):], relation=torch.zeros(0), offsets=encoded[i][1])
         except (TypeError, ValueError, AttributeError, RuntimeError, NotImplementedError):
-            sharing = []  # a model whose cache cannot be repeated this way: read them whole
-            out = [None] * len(texts)
+            out = [None] * len(texts)  # a model whose cache cannot be repeated this way: read them whole
     whole = [i for i in range(len(texts)) if out[i] is None]
     for i, item in zip(whole, reader.states([texts[i] for i in whole], relation=False)):
         out[i] = item
