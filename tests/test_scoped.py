@@ -112,6 +112,26 @@ def test_calibration_sits_a_margin_above_the_hardest_negative_and_below_the_prom
     assert router.calibrate(key, weak, [item([0.42, 0.907, 0.0, 0.0])], floor=0.5) == pytest.approx(0.435, rel=1e-3, abs=1e-3)
 
 
+def test_the_packed_match_is_each_items_best_unmasked_position_then_its_weakest_key_part():
+    g = torch.Generator().manual_seed(5)
+    router = ScopeRouter(8, 3, 20.0, 0.05)
+    router.bg_mean = torch.randn(8, generator=g)
+    router.bg_scale = torch.rand(8, generator=g) + 0.5
+    items = []
+    for n in (1, 4, 7, 3):
+        mask = torch.rand(n, generator=g) > 0.3
+        mask[0] = True
+        items.append((torch.randn(n, 8, generator=g), mask))
+    items.append((torch.randn(2, 8, generator=g), torch.zeros(2, dtype=torch.bool)))  # nothing to match
+    parts = unit(torch.randn(2, 8, generator=g))
+    got = router._max_sim(router._pack(items), parts)
+    want = []
+    for states, mask in items:
+        z = router.standardise(states)[mask]
+        want.append(float((z @ parts.t()).max(0).values.min()) if mask.any() else -2.0)
+    torch.testing.assert_close(got, torch.tensor(want), rtol=1e-5, atol=1e-6)
+
+
 def test_a_learned_key_separates_positives_from_negatives_better_than_its_start():
     g = torch.Generator().manual_seed(2)
     subject, shared = unit(torch.randn(16, generator=g)), unit(torch.randn(16, generator=g))

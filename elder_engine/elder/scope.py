@@ -169,25 +169,27 @@ class ScopeRouter(nn.Module):
             opt.step()
         return _unit(key.detach())
 
-    def _pack(self, items: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
-        S = max(s.shape[0] for s, _ in items)
-        d = items[0][0].shape[-1]
-        z = torch.zeros(len(items), S, d)
-        m = torch.zeros(len(items), S, dtype=torch.bool)
-        for i, (s, mask) in enumerate(items):
-            z[i, : s.shape[0]] = self.standardise(s.cpu())
-            m[i, : s.shape[0]] = mask.cpu()
-        return z, m
+    def _pack(self, items: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """The items' unmasked positions, standardised, as one (T, d) matrix, with each row's
+        item. Padding to the longest item would leave half of the rows empty (the background
+        prompts are short), and the key fit reads every row at each of its steps."""
+        rows = [self.standardise(s.cpu())[mask.cpu()] for s, mask in items]
+        if not rows:
+            return torch.zeros(0, self.bg_mean.shape[0]), torch.zeros(0, dtype=torch.long), 0
+        owner = torch.repeat_interleave(torch.arange(len(rows)), torch.tensor([r.shape[0] for r in rows]))
+        return torch.cat(rows), owner, len(rows)
 
     @staticmethod
-    def _max_sim(packed: tuple[torch.Tensor, torch.Tensor], key: torch.Tensor) -> torch.Tensor:
+    def _max_sim(packed: tuple[torch.Tensor, torch.Tensor, int], key: torch.Tensor) -> torch.Tensor:
         """(N,) match of each packed sequence: max over positions, min over key parts."""
-        z, m = packed
+        z, owner, n = packed
         parts = key if key.dim() == 2 else key[None]
-        # one (N*S, d) @ (d, P) product: its backward is a single product too, where the einsum's
-        # re-laid z every step (fit_key took 4 ms per backward on 100 negatives)
-        sims = (z.reshape(-1, z.shape[-1]) @ parts.t()).view(*m.shape, -1).masked_fill(~m[:, :, None], -2.0)
-        return sims.max(dim=1).values.min(dim=1).values
+        # one (T, d) @ (d, P) product: its backward is a single product too, where an einsum's
+        # re-laid the states every step
+        sims = z @ parts.t()
+        best = torch.full((n, parts.shape[0]), -2.0, dtype=sims.dtype)
+        best = best.scatter_reduce(0, owner[:, None].expand_as(sims), sims, "amax", include_self=True)
+        return best.min(dim=1).values
 
     def own_score(self, key: torch.Tensor, positives) -> float:
         """The edit's match on its own prompt (the first positive)."""
