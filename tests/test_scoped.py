@@ -295,7 +295,7 @@ def test_stop_at_min_steps_skips_the_check_pass_and_trains_the_same_expert():
     iteration fewer, the same updates, the same expert as with the check pass."""
     experts = {}
     for stop, iterations in ((False, 4), (True, 3)):
-        editor = make(early_stop_loss=1e9, min_steps=3, stop_at_min_steps=stop)
+        editor = make(early_stop_loss=1e9, min_steps=3, stop_at_min_steps=stop, stop_at_min_steps_loss=1e9)
         applied = editor.apply(EditRequest("the capital of france is", "london", subject="france"))
         assert applied.steps == iterations and applied.settings["stop_at_min_steps"] is stop
         experts[stop] = [t.clone() for layer in editor.tuner.elder_layers for t in (layer.elder_pool[0].A, layer.elder_pool[0].B)]
@@ -306,6 +306,13 @@ def test_stop_at_min_steps_skips_the_check_pass_and_trains_the_same_expert():
     # a loss that is not yet below goes on as before
     editor = make(early_stop_loss=-1.0, min_steps=3, max_steps=5, stop_at_min_steps=True)
     assert editor.apply(EditRequest("the capital of france is", "london")).steps == 5
+    # stop_at_min_steps_loss: the loss must also be below it, else the check pass decides
+    for bar, iterations in ((1e-30, 4), (1e9, 3), (None, 3)):
+        editor = make(early_stop_loss=1e9, min_steps=3, stop_at_min_steps=True, stop_at_min_steps_loss=bar)
+        applied = editor.apply(EditRequest("the capital of france is", "london"))
+        assert applied.steps == iterations and applied.settings["stop_at_min_steps_loss"] == bar
+    with pytest.raises(ValueError, match="stop_at_min_steps_loss"):
+        get_profile("scoped-router", stop_at_min_steps_loss=0.0)
 
 
 def test_near_miss_subjects_differ_from_the_subject_in_exactly_one_word():

@@ -46,5 +46,6 @@ def test_history_rows_from_before_stop_at_min_steps_replay_with_the_check_pass()
     old = SimpleNamespace(prompt="p", target="t", train_paraphrases=[], preset=[[4]], subject="", locality_prompts=[],
                           settings={"learning_rate": 1e-3, "min_steps": 6})
     assert request_from_row(old).settings["stop_at_min_steps"] is False
+    assert request_from_row(old).settings["stop_at_min_steps_loss"] is None
     new = SimpleNamespace(**{**vars(old), "settings": {"min_steps": 3, "stop_at_min_steps": True}})
     assert request_from_row(new).settings["stop_at_min_steps"] is True

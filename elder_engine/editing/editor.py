@@ -34,7 +34,7 @@ MAX_TARGET_TOKENS = 64
 
 # Settings one edit may change; the layer layout (L, N, r, k) is fixed for an engine's life.
 TRAINING_SETTINGS = ("guide_lambda", "learning_rate", "max_steps", "early_stop_loss", "max_batch", "train_prefixes",
-                     "min_steps", "stop_at_min_steps")
+                     "min_steps", "stop_at_min_steps", "stop_at_min_steps_loss")
 # Settings that act at inference only (the deferral check); changing them retrains nothing.
 INFERENCE_SETTINGS = ("deferral", "epsilon", "scope_threshold")
 
@@ -229,7 +229,8 @@ class ElderEditor:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                if below and cfg.stop_at_min_steps and step == cfg.min_steps:
+                low = cfg.stop_at_min_steps_loss is None or curve[-1] < cfg.stop_at_min_steps_loss
+                if below and low and cfg.stop_at_min_steps and step == cfg.min_steps:
                     early = True  # the last required update, from a loss already low enough
                     break
             if self.tuner.scoped:

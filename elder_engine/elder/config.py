@@ -74,6 +74,11 @@ class ElderConfig(PeftConfig):
                                          "started from is already below early_stop_loss, instead of one more forward "
                                          "pass that only checks the loss (the same expert, unless that last update "
                                          "overshot). False: the check pass, as edits before this setting were trained."})
+    stop_at_min_steps_loss: Optional[float] = field(
+        default=None, metadata={"help": "With stop_at_min_steps: end there only when the loss that last required "
+                                        "update started from is below this (None: early_stop_loss). Far below the "
+                                        "early stop, an update cannot lift the loss back above it, so the edit ends "
+                                        "with the expert the check pass would have kept."})
     max_batch: int = field(default=4, metadata={"help": "Prompt plus training paraphrases per step, at most."})
     # --- routing ---
     routing: str = field(
@@ -157,6 +162,8 @@ class ElderConfig(PeftConfig):
                 raise ValueError(f"{name} must be at least 1")
         if self.min_steps < 0:
             raise ValueError(f"min_steps must not be negative, got {self.min_steps}")
+        if self.stop_at_min_steps_loss is not None and not self.stop_at_min_steps_loss > 0:
+            raise ValueError(f"stop_at_min_steps_loss must be positive or None, got {self.stop_at_min_steps_loss}")
         if self.routing not in ("router", "keyed", "scoped"):
             raise ValueError(f"routing must be 'router', 'keyed' or 'scoped', got {self.routing!r}")
         if self.prompt_format not in ("plain", "chat"):

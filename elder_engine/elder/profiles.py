@@ -88,12 +88,16 @@ def _scoped_router() -> ElderConfig:
     # Loc 0.993 -> 0.993, ZsRE dev 300-399 Gen 0.855 -> 0.858 (EM 0.73 -> 0.74), Loc 0.995 both;
     # median iterations 7 -> 4 (Adam moves each weight about lr per update, so half the updates
     # at twice the rate grow the expert about as far).
-    # stop_at_min_steps stays off: ending after the 3rd update when it started below 0.1 (no
-    # check pass) saved 8% of an edit, but that update overshot more often than expected. ZsRE
-    # 0-299, the report set, at d269ba8 where it was on: 4 of 300 edits ended with their loss back
-    # above 0.1 and a wrong digit ("1952" -> "1552"; Rel 1.000 -> 0.998, Rel EM 1.000 -> 0.987).
+    # stop_at_min_steps with stop_at_min_steps_loss 0.01 (session 8): an edit whose loss is
+    # already below 0.01 before its 3rd update ends after that update, without the check pass.
+    # With the early stop's 0.1 as the bar instead (d269ba8), the update overshot: on ZsRE
+    # 0-299, the report set, 4 of 300 edits ended with their loss back above 0.1 and a wrong
+    # digit ("1952" -> "1552"; Rel 1.000 -> 0.998, Rel EM 1.000 -> 0.987). Chosen on dev loss
+    # curves (ZsRE dev 300-359, /work/scratch/curves.py): 25 of 60 edits were below 0.01
+    # before the 3rd update, and after it all 25 were below 0.0034, so the check pass would
+    # have ended them with the same expert.
     return _keyed_experts().replace(profile="scoped-router", routing="scoped", learning_rate=2e-3, min_steps=3,
-                                    scope_near_misses=8,
+                                    stop_at_min_steps=True, stop_at_min_steps_loss=0.01, scope_near_misses=8,
                                     scope_key_parts=2, scope_context_positives=4, scope_relation="scope-block",
                                     scope_relation_weight=1000.0)
 

@@ -68,8 +68,10 @@ def applied_from_row(r: EditRow) -> AppliedEdit:
 def request_from_row(r: EditRow) -> EditRequest:
     settings = dict(r.settings)
     # rows record every training setting; one written before stop_at_min_steps existed was
-    # trained with the check pass, and replays so (bit for bit)
+    # trained with the check pass, and replays so (bit for bit); one written before
+    # stop_at_min_steps_loss existed stopped at early_stop_loss (None)
     settings.setdefault("stop_at_min_steps", False)
+    settings.setdefault("stop_at_min_steps_loss", None)
     return EditRequest(r.prompt, r.target, tuple(r.train_paraphrases),
                        preset=tuple(tuple(p) for p in r.preset), settings=settings,
                        subject=r.subject or "", locality_prompts=tuple(r.locality_prompts))
