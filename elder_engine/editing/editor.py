@@ -27,7 +27,7 @@ from .probe import ProbeResult, run_probe
 from .request import EditRequest
 from .scoping import ScopeReader, prefixed_copies
 from .state import apply_state, apply_state_dict, check_meta, load_state, read_state_file, save_state
-from .training import LowerBlockCache, full_target_logits, guided_loss, target_cross_entropy
+from .training import full_target_logits, guided_loss, target_cross_entropy, training_cache
 
 MAX_TARGET_TOKENS = 64
 
@@ -65,6 +65,7 @@ class ElderEditor:
         cfg, fmt = self.config, self._format
         if fmt is None or (fmt.name, fmt.query_at) != (cfg.prompt_format, cfg.chat_query):
             fmt = self._format = make_format(cfg.prompt_format, self.tokenizer, cfg.chat_query)
+        self.tuner.routing.answer_offset = fmt.query_back  # where experts_from_answer starts
         return fmt
 
     def set_prompt_format(self, name: str) -> None:
@@ -200,7 +201,7 @@ class ElderEditor:
                            closed=True).to(self.device)
             preset_t = torch.tensor(preset, dtype=torch.long)
             index = torch.full((len(prompts),), TRAINING_EXPERT) if keyed else None
-            cache = LowerBlockCache(self.tuner, batch, index) if self.cache_lower_blocks else None
+            cache = training_cache(self.tuner, batch, index) if self.cache_lower_blocks else None
             query = cache.query if cache else views.query_of(self, batch)
             params = self.training_parameters()
             optimizer = torch.optim.Adam(params, lr=cfg.learning_rate)

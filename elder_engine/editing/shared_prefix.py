@@ -12,13 +12,12 @@ negatives of a ZsRE edit is about half the tokens.
 from __future__ import annotations
 
 import copy
-import inspect
 import os
 from typing import Optional, Sequence
 
 import torch
 
-from ..models.blocks import forward_until, inner_model
+from ..models.blocks import cache_argument, forward_until, inner_model
 from .prompt_states import BATCH, PromptStates
 
 # Texts sharing fewer tokens than this with the model prompt are read whole: the cache would
@@ -77,7 +76,7 @@ def _read_tails(reader, shared: list[int], tails: list[list[int]]) -> list[torch
 
     P = len(shared)
     cache = DynamicCache(config=tuner.model.config)
-    name = _cache_argument(inner_model(tuner.model))
+    name = cache_argument(inner_model(tuner.model))
     with tuner.routing.session(None, deferral=False, expert_index=torch.full((1,), -1)):
         forward_until(tuner.model, stop_at, [(block, keep)], input_ids=torch.tensor([shared], device=device),
                       attention_mask=torch.ones(1, P, dtype=torch.long, device=device),
@@ -101,9 +100,3 @@ def _read_tails(reader, shared: list[int], tails: list[list[int]]) -> list[torch
     if tail_states.shape[:2] != (B, S):
         raise ValueError("the model did not read the tails on top of the shared cache")
     return [torch.cat([head_states, tail_states[i, :len(t)]]) for i, t in enumerate(tails)]
-
-
-def _cache_argument(decoder: torch.nn.Module) -> str:
-    """The decoder's keyword for a key/value cache: `cache` in recent transformers releases,
-    `past_key_values` before (still accepted there, with a deprecation warning)."""
-    return "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"

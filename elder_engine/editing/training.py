@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..elder import ElderModel
-from ..models.blocks import find_blocks, forward_until, inner_model
+from ..models.blocks import cache_argument, find_blocks, forward_until, inner_model
 from ..models.head import head_logits
 from ..models.tokens import Batch
 
@@ -98,6 +98,71 @@ class LowerBlockCache(FrozenPrefix):
 
     def _forward_context(self):
         return self.tuner.routing.session(query=self.query, deferral=False, expert_index=self.expert_index)
+
+
+class AnswerSuffixCache(LowerBlockCache):
+    """`LowerBlockCache` for experts_from_answer: experts change nothing before the last prompt
+    token, so every block's keys and values there are the base model's. One base forward keeps
+    them; each training forward then runs only the suffix (the last prompt token and the
+    target) on top of them, instead of the whole sequence through the upper blocks.
+    `tests/test_answer_suffix.py` checks that this gives the logits of a whole forward."""
+
+    def __init__(self, tuner: ElderModel, batch: Batch, expert_index: torch.Tensor | None = None) -> None:
+        ends = batch.target_positions[:, 0]  # each row's last prompt token
+        self.start = int(ends.min())
+        # rows whose prompt ends later than the shortest target allows: masked up to their end
+        self.experts_from = None if bool((ends == self.start).all()) else ends - self.start
+        self.prefix: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.cache_name = cache_argument(inner_model(tuner.model))
+        super().__init__(tuner, batch, expert_index)
+        if self.first == 0:  # FrozenPrefix fills only below a first block
+            self._fill()
+
+    def _fill(self) -> None:
+        from transformers import DynamicCache
+
+        def keep(module, args, output):
+            self.output = output
+
+        cache = DynamicCache(config=self.model.config)
+        hooks = [(self.blocks[self.first - 1], keep)] if self.first > 0 else []
+        with torch.no_grad(), self._fill_context():
+            forward_until(self.model, None, hooks, **self.batch.model_inputs(), use_cache=True,
+                          **{self.cache_name: cache})
+        s = self.start
+        self.prefix = [(layer.keys[:, :, :s].clone(), layer.values[:, :, :s].clone()) for layer in cache.layers]
+        if self.first > 0:
+            self.output = (self.output[0][:, s:], *self.output[1:]) if isinstance(self.output, tuple) \
+                else self.output[:, s:]
+
+    def _forward_context(self):
+        return self.tuner.routing.session(query=self.query, deferral=False, expert_index=self.expert_index,
+                                          experts_from=self.experts_from)
+
+    def target_logits(self) -> torch.Tensor:
+        from transformers import DynamicCache
+
+        b, s = self.batch, self.start
+        cache = DynamicCache(ddp_cache_data=self.prefix, config=self.model.config)
+        replay = self._replayed() if self.first > 0 else nullcontext()
+        with replay, self._forward_context():
+            hidden = inner_model(self.model)(input_ids=b.input_ids[:, s:], attention_mask=b.attention_mask,
+                                             position_ids=b.position_ids[:, s:], use_cache=True,
+                                             **{self.cache_name: cache}).last_hidden_state
+        rows = torch.arange(hidden.shape[0], device=hidden.device)[:, None]
+        return head_logits(self.model.get_output_embeddings(), hidden[rows, b.target_positions - s]).float()
+
+
+def training_cache(tuner: ElderModel, batch: Batch, expert_index: torch.Tensor | None = None) -> LowerBlockCache:
+    """The training cache for the tuner's settings: past the prompt (experts_from_answer), or
+    past the lower blocks; a model whose cache cannot be rebuilt this way gets the latter,
+    which trains the same experts at the cost of whole-sequence forwards."""
+    if tuner.config_elder.experts_from_answer:
+        try:
+            return AnswerSuffixCache(tuner, batch, expert_index)
+        except (TypeError, ValueError, AttributeError, NotImplementedError):
+            tuner.routing.reset()
+    return LowerBlockCache(tuner, batch, expert_index)
 
 
 def full_target_logits(

@@ -128,6 +128,11 @@ class ElderConfig(PeftConfig):
     train_prefixes: int = field(
         default=0, metadata={"help": "Copies of the edit prompt behind an unrelated sentence added to each training "
                                      "batch (up to max_batch), so the edit holds when text precedes it."})
+    experts_from_answer: bool = field(
+        default=False, metadata={"help": "Apply an edit's experts from the last prompt token on (that token, the "
+                                         "target and generated tokens) instead of at every token. The prompt's "
+                                         "other tokens keep the base model's states, so an edit trains on a few "
+                                         "tokens past a cached prefix instead of on the whole sequence."})
     use_subject: bool = field(
         default=True, metadata={"help": "Key on the edit's given subject; False: on a guessed subject only."})
     # --- how prompts reach the model (prompt_format.py) ---

@@ -3,7 +3,8 @@
 y = W0 x + b + sum over the top-k experts i of s_i(q) * (alpha / r) * B_i A_i x
 
 where s = softmax(router(q)) over the N experts (full softmax, no renormalisation over the
-top-k) and q is the sequence's shared query (see `routing.py`). Applied at every token.
+top-k) and q is the sequence's shared query (see `routing.py`). Applied at every token, or
+(experts_from_answer) from each sequence's last prompt token on.
 """
 
 from __future__ import annotations
@@ -124,8 +125,18 @@ class ElderLayer(nn.Module, BaseTunerLayer):
             self.elder_A[name].zero_()
             self.elder_B[name].zero_()
 
+    def _answer_mask(self, x: torch.Tensor) -> torch.Tensor | None:
+        """(B, S, 1) mask of the positions experts apply to, None for all (experts_from_answer).
+        A single-token forward is a generation step, past every prompt."""
+        start = self.routing.experts_from
+        if start is None or x.shape[1] == 1:
+            return None
+        positions = torch.arange(x.shape[1], device=x.device)
+        return (positions[None, :] >= start.to(x.device)[:, None]).unsqueeze(-1)
+
     def _keyed_delta(self, x: torch.Tensor, groups: list, out: torch.Tensor) -> torch.Tensor:
         name = self.active_adapters[0]
+        mask = self._answer_mask(x)
         delta = None
         for e, rows in groups:
             if e == TRAINING_EXPERT:
@@ -134,12 +145,17 @@ class ElderLayer(nn.Module, BaseTunerLayer):
                 expert = self.elder_pool[e]
                 A, B = expert.A, expert.B
             if rows is None:  # one expert for the whole batch: no scatter
-                return out + ((x.to(torch.float32) @ A.T) @ B.T * self.scale[name]).to(out.dtype)
+                delta = (x.to(torch.float32) @ A.T) @ B.T * self.scale[name]
+                break
             if delta is None:
                 delta = torch.zeros(out.shape, dtype=torch.float32, device=out.device)
             rows = rows.to(x.device)
             delta = delta.index_put((rows,), (x[rows].to(torch.float32) @ A.T) @ B.T * self.scale[name])
-        return out if delta is None else out + delta.to(out.dtype)
+        if delta is None:
+            return out
+        if mask is not None:
+            delta = delta * mask
+        return out + delta.to(out.dtype)
 
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         out = self.base_layer(x, *args, **kwargs)
@@ -167,6 +183,9 @@ class ElderLayer(nn.Module, BaseTunerLayer):
         h = torch.einsum("bsd,nrd->bsnr", x.to(torch.float32), self.elder_A[name])
         h = h * (gates[:, None, :, None] * self.scale[name])
         delta = torch.einsum("bsnr,nor->bso", h, self.elder_B[name])
+        mask = self._answer_mask(x)
+        if mask is not None:
+            delta = delta * mask
         return out + delta.to(out.dtype)
 
     def merge(self, *args, **kwargs) -> None:

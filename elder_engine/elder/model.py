@@ -138,6 +138,16 @@ class ElderModel(BaseTuner):
         new = ElderLayer(target, adapter_name, peft_config, self.routing, self.generator)
         self._replace_module(parent, target_name, new, target)
 
+    @property
+    def config_elder(self) -> ElderConfig:
+        return self._config_elder
+
+    @config_elder.setter
+    def config_elder(self, config: ElderConfig) -> None:
+        # a loaded state brings its own config: the routing follows it
+        self._config_elder = config
+        self.routing.experts_from_answer = config.experts_from_answer
+
     def _mark_only_adapters_as_trainable(self, model: nn.Module) -> None:
         for name, param in model.named_parameters():
             param.requires_grad = self.prefix in name

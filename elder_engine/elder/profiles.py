@@ -151,6 +151,17 @@ def _scoped_no_subject() -> ElderConfig:
     return _scoped_router().replace(profile="scoped-router-no-subject", use_subject=False)
 
 
+def _scoped_answer_experts() -> ElderConfig:
+    """Lever: experts apply from the last prompt token on (the prompt keeps the base model's
+    states), with one more update (min_steps 4). Dev figures (session 9, load 2, 1 thread):
+    COUNTERFACT 0-74 Rel / Gen / Loc 1.000 / 0.987 / 0.987 against the default's 1.000 / 0.960 /
+    0.993 in the same session; without the 4th update 1.000 / 0.927 / 0.993, and ZsRE 300-399
+    1.000 / 0.856 / 0.995 (the default: 0.858 / 0.995). The suffix forward makes an update about
+    a quarter cheaper, but the whole edit is about as fast: the LM head and the router's reads
+    dominate."""
+    return _scoped_router().replace(profile="scoped-router+answer-experts", experts_from_answer=True, min_steps=4)
+
+
 _PROFILES: dict[str, Callable[[], ElderConfig]] = {
     "scoped-router": _scoped_router,
     "paper": _paper,
@@ -166,6 +177,7 @@ _PROFILES: dict[str, Callable[[], ElderConfig]] = {
     "scoped-router-one-key-part": _scoped_one_key_part,
     "scoped-router-no-context-positives": _scoped_no_context_positives,
     "scoped-router-paper-query": _scoped_paper_query,
+    "scoped-router+answer-experts": _scoped_answer_experts,
 }
 DEFAULT_PROFILE = "scoped-router"
 

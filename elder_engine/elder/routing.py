@@ -32,10 +32,19 @@ class RoutingState:
     codes: Optional[torch.Tensor] = None        # (B, L*N) bool code of the query
     nearest: Optional[torch.Tensor] = None      # (B,) index of the nearest stored edit (-1: none)
     distance: Optional[torch.Tensor] = None     # (B,) its Hamming distance
+    # experts_from_answer: the position, in the first forward's input, from which each
+    # sequence's experts apply (its last prompt token: the query position plus answer_offset);
+    # None = every position. Single-token forwards (generation steps) are past it.
+    experts_from: Optional[torch.Tensor] = None  # (B,)
+    # Engine-level, kept across sessions: the config's experts_from_answer (set by ElderModel),
+    # and the tokens from the query to the last prompt token (`PromptFormat.query_back`, set
+    # by the editor).
+    experts_from_answer: bool = False
+    answer_offset: int = 0
 
     def reset(self) -> None:
         self.query = self.positions = self.fire = self.expert_index = self.expert_groups = None
-        self.codes = self.nearest = self.distance = None
+        self.codes = self.nearest = self.distance = self.experts_from = None
         self.hold = False
         self.use_deferral = True
 
@@ -47,6 +56,7 @@ class RoutingState:
         query: Optional[torch.Tensor] = None,
         deferral: bool = True,
         expert_index: Optional[torch.Tensor] = None,
+        experts_from: Optional[torch.Tensor] = None,
     ) -> Iterator["RoutingState"]:
         """Route the next forward passes as one batch of sequences.
 
@@ -62,6 +72,9 @@ class RoutingState:
         self.expert_groups = group_rows(expert_index) if expert_index is not None else None
         if query is not None:
             self.query = query
+            self.experts_from = experts_from
+        elif self.experts_from_answer and positions is not None:
+            self.experts_from = positions + self.answer_offset
         try:
             yield self
         finally:

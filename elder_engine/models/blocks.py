@@ -7,6 +7,7 @@ pre-hook on the first module it does not need raises `StopForward`.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable, Sequence
 
 from torch import nn
@@ -61,3 +62,9 @@ def forward_until(model: nn.Module, stop_at: nn.Module | None, hooks: Hooks = ()
     finally:
         for handle in handles:
             handle.remove()
+
+
+def cache_argument(decoder: nn.Module) -> str:
+    """The decoder's keyword for a key/value cache: `cache` in recent transformers releases,
+    `past_key_values` before (still accepted there, with a deprecation warning)."""
+    return "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
