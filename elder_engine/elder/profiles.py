@@ -153,12 +153,13 @@ def _scoped_no_subject() -> ElderConfig:
 
 def _scoped_answer_experts() -> ElderConfig:
     """Lever: experts apply from the last prompt token on (the prompt keeps the base model's
-    states), with one more update (min_steps 4). Dev figures (session 9, load 2, 1 thread):
-    COUNTERFACT 0-74 Rel / Gen / Loc 1.000 / 0.987 / 0.987 against the default's 1.000 / 0.960 /
-    0.993 in the same session; without the 4th update 1.000 / 0.927 / 0.993, and ZsRE 300-399
-    1.000 / 0.856 / 0.995 (the default: 0.858 / 0.995). The suffix forward makes an update about
-    a quarter cheaper, but the whole edit is about as fast: the LM head and the router's reads
-    dominate."""
+    states), with one more update (min_steps 4). Dev figures (session 9, load 2, 1 thread), Rel /
+    Gen / Loc: COUNTERFACT 0-74 1.000 / 0.987 / 0.987 against the default's 1.000 / 0.960 / 0.993
+    in the same session (1.000 / 0.927 / 0.993 without the 4th update); ZsRE 300-399 0.998 /
+    0.857 / 0.995, Rel EM 0.990 (without the 4th update 1.000 / 0.856 / 0.995; the default 1.000 /
+    0.858 / 0.995). Not the default: it trades Loc for Gen on COUNTERFACT and gains nothing on
+    ZsRE. The suffix forward makes an update about a quarter cheaper (75 against 97 ms for two
+    10-token rows), but its fill costs one more forward, so the whole edit is about as fast."""
     return _scoped_router().replace(profile="scoped-router+answer-experts", experts_from_answer=True, min_steps=4)
 
 
