@@ -159,7 +159,9 @@ def _scoped_answer_experts() -> ElderConfig:
     0.857 / 0.995, Rel EM 0.990 (without the 4th update 1.000 / 0.856 / 0.995; the default 1.000 /
     0.858 / 0.995). Not the default: it trades Loc for Gen on COUNTERFACT and gains nothing on
     ZsRE. The suffix forward makes an update about a quarter cheaper (75 against 97 ms for two
-    10-token rows), but its fill costs one more forward, so the whole edit is about as fast."""
+    10-token rows), but its fill costs one more forward, so the whole edit is about as fast.
+    On long prompts it pays: hallucination 0-99 (held out, README) Rel EM 0.897 against 0.856,
+    2.24 against 3.09 s per edit."""
     return _scoped_router().replace(profile="scoped-router+answer-experts", experts_from_answer=True, min_steps=4)
 
 
