@@ -101,3 +101,28 @@ def test_generation_applies_experts_from_the_last_prompt_token():
         base = editor.model.generate(input_ids=batch.input_ids, attention_mask=batch.attention_mask, do_sample=False,
                                      max_new_tokens=5, min_new_tokens=5, pad_token_id=pad, num_beams=1)
     assert not torch.equal(base, out)  # the experts did change the answer
+
+
+def test_in_chat_format_experts_start_at_the_last_prompt_token_not_at_the_query():
+    """In chat format the query is the user's last token, a few tokens before the prompt ends;
+    the experts still start where the prompt ends."""
+    cfg = get_profile("paper", num_edit_layers=2, experts_from_answer=True, prompt_format="chat", chat_query="user")
+    editor = ElderEditor(tiny_loaded("llama", chat=True), cfg)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in editor.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.5)
+    fmt = editor.prompt_format
+    assert fmt.query_back > 0
+    batch = encode(editor.tokenizer, PROMPTS, TARGETS, fmt)
+    ends = batch.target_positions[:, 0]
+    assert torch.equal(ends, batch.query_positions + fmt.query_back)
+    with torch.no_grad():
+        with editor.original():
+            base = editor.model(**batch.model_inputs()).logits
+        with editor.tuner.routing.session(batch.query_positions, deferral=False):
+            edited = editor.model(**batch.model_inputs()).logits
+    for row, end in enumerate(ends.tolist()):
+        assert torch.equal(edited[row, :end], base[row, :end])
+        assert not torch.allclose(edited[row, end:], base[row, end:])
+    close(training_cache(editor.tuner, batch).target_logits(), full_target_logits(editor.tuner, batch, deferral=False))
