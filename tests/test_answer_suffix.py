@@ -126,3 +126,18 @@ def test_in_chat_format_experts_start_at_the_last_prompt_token_not_at_the_query(
         assert torch.equal(edited[row, :end], base[row, :end])
         assert not torch.allclose(edited[row, end:], base[row, end:])
     close(training_cache(editor.tuner, batch).target_logits(), full_target_logits(editor.tuner, batch, deferral=False))
+
+
+def test_a_model_whose_cache_cannot_be_rebuilt_trains_through_the_lower_block_cache(monkeypatch):
+    """The fallback keeps the mask: its logits are those of the whole masked forward."""
+    editor = make()
+    batch = encode(editor.tokenizer, PROMPTS, TARGETS)
+
+    def refuse(self):
+        raise AttributeError("no per-layer keys")
+
+    monkeypatch.setattr(AnswerSuffixCache, "_fill", refuse)
+    cache = training_cache(editor.tuner, batch)
+    assert type(cache) is LowerBlockCache
+    assert editor.tuner.routing.experts_from is None  # nothing left over from the failed fill
+    close(cache.target_logits(), full_target_logits(editor.tuner, batch, deferral=False))

@@ -97,7 +97,9 @@ class LowerBlockCache(FrozenPrefix):
             self.query = state.query
 
     def _forward_context(self):
-        return self.tuner.routing.session(query=self.query, deferral=False, expert_index=self.expert_index)
+        # the positions place experts_from_answer's mask, when the tuner has it
+        return self.tuner.routing.session(self.batch.query_positions, query=self.query, deferral=False,
+                                          expert_index=self.expert_index)
 
 
 class AnswerSuffixCache(LowerBlockCache):
@@ -114,9 +116,7 @@ class AnswerSuffixCache(LowerBlockCache):
         self.experts_from = None if bool((ends == self.start).all()) else ends - self.start
         self.prefix: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.cache_name = cache_argument(inner_model(tuner.model))
-        super().__init__(tuner, batch, expert_index)
-        if self.first == 0:  # FrozenPrefix fills only below a first block
-            self._fill()
+        super().__init__(tuner, batch, expert_index)  # first >= 1 (resolve_targets), so this fills
 
     def _fill(self) -> None:
         from transformers import DynamicCache
@@ -125,15 +125,13 @@ class AnswerSuffixCache(LowerBlockCache):
             self.output = output
 
         cache = DynamicCache(config=self.model.config)
-        hooks = [(self.blocks[self.first - 1], keep)] if self.first > 0 else []
         with torch.no_grad(), self._fill_context():
-            forward_until(self.model, None, hooks, **self.batch.model_inputs(), use_cache=True,
-                          **{self.cache_name: cache})
+            forward_until(self.model, None, [(self.blocks[self.first - 1], keep)], **self.batch.model_inputs(),
+                          use_cache=True, **{self.cache_name: cache})
         s = self.start
         self.prefix = [(layer.keys[:, :, :s].clone(), layer.values[:, :, :s].clone()) for layer in cache.layers]
-        if self.first > 0:
-            self.output = (self.output[0][:, s:], *self.output[1:]) if isinstance(self.output, tuple) \
-                else self.output[:, s:]
+        out = self.output
+        self.output = (out[0][:, s:], *out[1:]) if isinstance(out, tuple) else out[:, s:]
 
     def _forward_context(self):
         return self.tuner.routing.session(query=self.query, deferral=False, expert_index=self.expert_index,
@@ -144,8 +142,7 @@ class AnswerSuffixCache(LowerBlockCache):
 
         b, s = self.batch, self.start
         cache = DynamicCache(ddp_cache_data=self.prefix, config=self.model.config)
-        replay = self._replayed() if self.first > 0 else nullcontext()
-        with replay, self._forward_context():
+        with self._replayed(), self._forward_context():
             hidden = inner_model(self.model)(input_ids=b.input_ids[:, s:], attention_mask=b.attention_mask,
                                              position_ids=b.position_ids[:, s:], use_cache=True,
                                              **{self.cache_name: cache}).last_hidden_state
@@ -161,7 +158,7 @@ def training_cache(tuner: ElderModel, batch: Batch, expert_index: torch.Tensor |
         try:
             return AnswerSuffixCache(tuner, batch, expert_index)
         except (TypeError, ValueError, AttributeError, NotImplementedError):
-            tuner.routing.reset()
+            pass  # the fill's routing session has reset itself
     return LowerBlockCache(tuner, batch, expert_index)
 
 

@@ -63,6 +63,9 @@ class RoutingState:
         `positions` says where each sequence's query token is (default: the last position,
         right for left-padded prompts). The first forward computes the query; later forwards
         (generation steps) keep it. Passing `query` skips the computation (cached training).
+        With experts_from_answer, experts start at each sequence's last prompt token, found
+        from `positions`, unless `experts_from` says where in this forward's input (a forward
+        of the suffix only).
         """
         self.reset()
         self.positions = positions
@@ -72,6 +75,7 @@ class RoutingState:
         self.expert_groups = group_rows(expert_index) if expert_index is not None else None
         if query is not None:
             self.query = query
+        if experts_from is not None:
             self.experts_from = experts_from
         elif self.experts_from_answer and positions is not None:
             self.experts_from = positions + self.answer_offset
